@@ -1,13 +1,9 @@
-"""Host identity: read hardware ids under one root directory, hash them, and match a binding.
-
-Reading is I/O; `match` is pure so binding rules can be tested with plain values.
-"""
+"""Component hashes and the binding rule: pure, so the rule can be shown with plain values."""
 from __future__ import annotations
 
 import hashlib
 import hmac
 from dataclasses import dataclass, field
-from pathlib import Path
 
 STRONG = ("system_uuid", "system_serial", "board_serial", "chassis_serial", "disk_serial", "nic")
 WEAK = ("machine_id",)
@@ -28,10 +24,12 @@ class Hardware:
 
 
 def keyed_hash(value: str) -> str:
+    """Case and padding differ between sysfs and dmidecode for the same id, so both are dropped."""
     return hmac.new(HASH_KEY, value.strip().lower().encode(), hashlib.sha256).hexdigest()
 
 
 def components(hw: Hardware) -> Components:
+    """What leaves the host: one hash per component, and one per MAC so a set can be compared."""
     out: Components = {}
     for name, value in hw.values.items():
         out[name] = sorted(keyed_hash(v) for v in value) if isinstance(value, tuple) else keyed_hash(value)
@@ -40,6 +38,8 @@ def components(hw: Hardware) -> Components:
 
 @dataclass(frozen=True)
 class Match:
+    """The verdict on a binding, with enough detail for an admin to see which part moved."""
+
     holds: bool
     status: dict[str, str]  # component -> match | changed | missing | unbound
     matched: int
@@ -75,36 +75,3 @@ def match(bound: Components, current: Components) -> Match:
     names = [n for n in COMPONENTS if n in bound]
     matched = sum(status[n] == "match" for n in names)
     return Match(bool(names) and matched == len(names), status, matched, len(names), True)
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text(errors="replace").strip() or None
-    except OSError:
-        return None
-
-
-def _nic_macs(root: Path) -> tuple[str, ...]:
-    net = root / "sys/class/net"
-    macs = set()
-    for iface in sorted(net.iterdir()) if net.is_dir() else ():
-        if not (iface / "device").exists() or _read(iface / "addr_assign_type") not in (None, "0"):
-            continue
-        mac = _read(iface / "address")
-        if mac and int(mac.split(":")[0], 16) & 0x02 == 0 and mac != "00:00:00:00:00:00":
-            macs.add(mac.lower())
-    return tuple(sorted(macs))
-
-
-def collect(root: Path, dmidecode: str = "") -> Hardware:
-    values: dict[str, Value] = {}
-    dmi = root / "sys/class/dmi/id"
-    for name, leaf in (("system_uuid", "product_uuid"), ("system_serial", "product_serial"),
-                       ("board_serial", "board_serial"), ("chassis_serial", "chassis_serial")):
-        if v := _read(dmi / leaf):
-            values[name] = v
-    if macs := _nic_macs(root):
-        values["nic"] = macs
-    if mid := _read(root / "etc/machine-id"):
-        values["machine_id"] = mid
-    return Hardware(values, {n: "not found" for n in COMPONENTS if n not in values})

@@ -1,0 +1,204 @@
+"""The TOML configuration: every key typed, defaulted for a PBX box, and refused loudly when wrong."""
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+DEFAULT_PATH = Path("/etc/mikolicd/mikolicd.toml")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class ConfigError(ValueError):
+    """Stops start-up; the message names the file, the key and what is expected."""
+
+
+def duration(value: Any) -> float:
+    """`30s`, `15m`, `6h`, `14d`, or a number of seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value)
+        if m:
+            return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    raise ValueError("a duration such as 30s, 15m, 6h, 14d or a number of seconds")
+
+
+def _positive_duration(value: Any) -> float:
+    seconds = duration(value)
+    if seconds <= 0:
+        raise ValueError("a duration above zero, such as 30s, 15m, 6h or 14d")
+    return seconds
+
+
+def _fraction(value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1:
+        return float(value)
+    raise ValueError("a fraction from 0 to below 1, such as 0.1 for ±10 %")
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise ValueError("a string")
+
+
+def _path(value: Any) -> Path:
+    if isinstance(value, str) and value:
+        return Path(value)
+    raise ValueError("a non-empty path string")
+
+
+def _optional_path(value: Any) -> Path | None:
+    return _path(value) if value != "" else None
+
+
+def _https_url(value: Any) -> str:
+    parts = urlsplit(_text(value))
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError("an https:// URL (TLS verification is always on)")
+    return value.rstrip("/")
+
+
+def _proxy(value: Any) -> str:
+    if _text(value) and urlsplit(value).scheme not in ("http", "https", "socks5", "socks5h"):
+        raise ValueError('"" or a proxy URL such as http://proxy.example:3128')
+    return value
+
+
+def _mode(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 0o777:
+        return value
+    if isinstance(value, str) and re.fullmatch(r"0?[0-7]{3}", value):
+        return int(value, 8)
+    raise ValueError('a file mode such as "0660"')
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
+        return tuple(value)
+    raise ValueError('a list of group names, such as ["wheel", "www-data"]')
+
+
+def _listen(value: Any) -> str:
+    if _text(value) and not re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}", value):
+        raise ValueError('"" (off) or HOST:PORT such as "127.0.0.1:8223"')
+    return value
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ValueError("true or false")
+
+
+def _key(parse: Callable[[Any], Any], default: Any) -> Any:
+    return field(default=default, metadata={"parse": parse})
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str = _key(_https_url, "https://lic.miko.ru")
+    trusted_keys: Path = _key(_path, Path("/etc/mikolicd/trusted_keys.pem"))
+    ca_file: Path | None = _key(_optional_path, None)
+    timeout: float = _key(_positive_duration, 30.0)
+    proxy: str = _key(_proxy, "")
+
+
+@dataclass(frozen=True)
+class Storage:
+    state_dir: Path = _key(_path, Path("/var/lib/mikolicd"))
+
+
+@dataclass(frozen=True)
+class Api:
+    socket: Path = _key(_path, Path("/run/mikolicd.sock"))
+    socket_mode: int = _key(_mode, 0o660)
+    socket_group: str = _key(_text, "")
+    admin_groups: tuple[str, ...] = _key(_names, ())
+
+
+@dataclass(frozen=True)
+class Compat:
+    listen: str = _key(_listen, "")
+    allow_remote: bool = _key(_flag, False)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    check_interval: float = _key(_positive_duration, 6 * 3600.0)
+    jitter: float = _key(_fraction, 0.1)
+    retry_max_delay: float = _key(_positive_duration, 3600.0)
+
+
+@dataclass(frozen=True)
+class Hardware:
+    root: Path = _key(_path, Path("/"))
+    dmidecode: str = _key(_text, "dmidecode")
+    snapshot: Path | None = _key(_optional_path, None)
+
+
+@dataclass(frozen=True)
+class Config:
+    server: Server = field(default_factory=Server)
+    storage: Storage = field(default_factory=Storage)
+    api: Api = field(default_factory=Api)
+    compat: Compat = field(default_factory=Compat)
+    schedule: Schedule = field(default_factory=Schedule)
+    hardware: Hardware = field(default_factory=Hardware)
+    source: str = "(built-in defaults)"
+
+
+def _line_of(text: str, section: str, key: str | None) -> str:
+    """Best effort: the line where a key sits, so the admin can jump to it."""
+    current = ""
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            current = stripped.strip("[] ")
+            if key is None and current == section:
+                return f":{number}"
+        elif key and current == section and re.match(rf"{re.escape(key)}\s*=", stripped):
+            return f":{number}"
+    return ""
+
+
+def parse(text: str, source: str) -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    sections = {"server": Server, "storage": Storage, "api": Api, "compat": Compat, "schedule": Schedule,
+                "hardware": Hardware}
+    built: dict[str, Any] = {}
+    for name, table in data.items():
+        if name not in sections:
+            raise ConfigError(f"{source}{_line_of(text, name, None)}: unknown section [{name}]; "
+                              f"known sections: {', '.join(sections)}")
+        cls = sections[name]
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: {name} must be a [{name}] table")
+        keys = {f.name: f for f in dataclasses.fields(cls)}
+        values = {}
+        for key, raw in table.items():
+            where = f"{source}{_line_of(text, name, key)}: [{name}] {key}"
+            if key not in keys:
+                raise ConfigError(f"{where}: unknown key; known keys: {', '.join(keys)}")
+            try:
+                values[key] = keys[key].metadata["parse"](raw)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: expected {exc}, got {raw!r}") from None
+        built[name] = cls(**values)
+    return Config(**built, source=source)
+
+
+def load(path: Path) -> Config:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}") from None
+    return parse(text, str(path))

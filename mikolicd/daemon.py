@@ -1,0 +1,120 @@
+"""The process around the agent: sockets, signals, systemd notifications, orderly shutdown."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from . import api, config as configuration, journal
+from .agent import Agent
+from .lifecycle import Verdict
+from .notify import Notifier, listen_fds
+
+log = logging.getLogger("mikolicd")
+
+SHUTDOWN_GRACE = 3.0
+
+
+def describe(verdict: Verdict) -> str:
+    return f"license {verdict.state.value}: {verdict.reason}"
+
+
+class Daemon:
+    def __init__(self, cfg: configuration.Config, config_path: Path | None):
+        self.config = cfg
+        self.config_path = config_path
+        self.notifier = Notifier.from_env()
+        self.stop = asyncio.Event()
+        self.agent = Agent(cfg, on_state=lambda v: self.notifier.status(describe(v)))
+        self.runner: web.AppRunner | None = None
+
+    async def _serve(self) -> None:
+        app = api.make_app(self.agent, self.config.api)
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self.runner.setup()
+        inherited = listen_fds()
+        if inherited:
+            for sock in inherited:
+                await web.SockSite(self.runner, sock).start()
+            log.info("serving on %d socket(s) passed by systemd", len(inherited))
+        else:
+            path = self.config.api.socket
+            api.prepare_socket_path(path)
+            await web.UnixSite(self.runner, str(path)).start()
+            api.secure_socket(path, self.config.api)
+            log.info("serving on %s", path)
+
+    async def _watchdog(self, interval: float) -> None:
+        """Pings come from the event loop itself, so a stuck loop stops them and systemd restarts us."""
+        while not self.stop.is_set():
+            self.notifier.watchdog()
+            try:
+                await asyncio.wait_for(self.stop.wait(), interval)
+            except asyncio.TimeoutError:
+                pass
+
+    def _reload(self) -> None:
+        self.notifier.reloading()
+        try:
+            new = configuration.load(self.config_path) if self.config_path else self.config
+            self.agent.reload(new)
+        except (configuration.ConfigError, OSError, ValueError) as exc:
+            log.error("configuration reload refused, the running configuration stays: %s", exc)
+        else:
+            journal.event(log, logging.INFO, f"configuration reloaded from {self.config_path}",
+                          message_id=journal.CONFIG_RELOADED)
+        self.notifier.reloaded(describe(self.agent.refresh()))
+
+    async def main(self) -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop.set)
+        loop.add_signal_handler(signal.SIGINT, self.stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload)
+        await self._serve()
+        verdict = self.agent.refresh()
+        journal.event(log, logging.INFO, f"mikolicd started; {describe(verdict)}",
+                      message_id=journal.STATE_CHANGED, state=verdict.state.value,
+                      registration_number=self.agent.state.registration_number)
+        self.notifier.ready(describe(verdict))
+        tasks = [asyncio.create_task(self.agent.run(self.stop))]
+        if self.notifier.watchdog_interval:
+            tasks.append(asyncio.create_task(self._watchdog(self.notifier.watchdog_interval)))
+        await self.stop.wait()
+        self.notifier.stopping()
+        log.info("stopping")
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.runner is not None:
+            await asyncio.wait_for(self.runner.cleanup(), SHUTDOWN_GRACE)
+        return 0
+
+
+def run(config_path: Path | None) -> int:
+    journal.setup_logging()
+    try:
+        cfg = configuration.load(config_path) if config_path else configuration.Config()
+        daemon = Daemon(cfg, config_path)
+    except configuration.ConfigError as exc:
+        log.error("configuration refused: %s", exc)
+        print(f"mikolicd: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    code = asyncio.run(daemon.main())
+    daemon.agent.write_lock.acquire(timeout=SHUTDOWN_GRACE)  # let a state write in progress finish
+    return code
+
+
+def leave(code: int) -> None:
+    """Exit without joining worker threads: one may still wait on the network, and holds no state file."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

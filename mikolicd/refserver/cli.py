@@ -1,0 +1,214 @@
+"""`mikolic-server`: set up, run and administer the reference licensing server, one directory per server."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import ssl
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from mikolicd import regnum
+from mikolicd.config import duration
+from mikolicd.refserver.app import AccessLog, make_app
+from mikolicd.refserver.db import Database, Owner
+from mikolicd.refserver.licensing import TRIAL_DAYS, AdminError, Licensing
+from mikolicd.refserver.signing import Signer, ensure_key
+
+log = logging.getLogger("mikolicd.refserver")
+
+ISSUED_DAYS = 365
+
+
+class CliError(Exception):
+    """Stops the command with a message for the admin and exit status 1."""
+
+
+@dataclass(frozen=True)
+class ServerDir:
+    path: Path
+
+    @property
+    def key(self) -> Path:
+        return self.path / "signing-key.pem"
+
+    @property
+    def trusted_keys(self) -> Path:
+        return self.path / "trusted_keys.pem"
+
+    @property
+    def db(self) -> Path:
+        return self.path / "licenses.db"
+
+
+def init(directory: Path) -> Signer:
+    """Create the directory's key pair and database; running it again keeps both."""
+    sd = ServerDir(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    signer = ensure_key(sd.key, sd.trusted_keys)
+    Database(sd.db, create=True).close()
+    return signer
+
+
+def open_licensing(directory: Path, document_ttl: int = 14 * 86400) -> Licensing:
+    sd = ServerDir(directory)
+    try:
+        signer = Signer.load(sd.key)
+        return Licensing(Database(sd.db), signer, document_ttl)
+    except FileNotFoundError:
+        raise CliError(f"{directory} is not an initialised server directory (run: mikolic-server init --dir "
+                       f"{directory})") from None
+
+
+def _listen(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HOST:PORT, e.g. 127.0.0.1:8443")
+    return host.strip("[]"), int(port)
+
+
+def _ttl(text: str) -> int:
+    try:
+        seconds = int(duration(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {exc}") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the document lifetime must be above zero")
+    return seconds
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of at least 1")
+    return int(text)
+
+
+def _tls(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    if cert is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise CliError(f"cannot load the TLS certificate {cert} and key {key}: {exc}") from None
+    return context
+
+
+async def serve(licensing: Licensing, host: str, port: int, tls: ssl.SSLContext | None,
+                max_rps: float | None) -> None:
+    """Serve until SIGTERM or SIGINT, then finish the requests in flight and close the database."""
+    runner = web.AppRunner(make_app(licensing, max_rps), access_log_class=AccessLog)
+    await runner.setup()
+    try:
+        try:
+            await web.TCPSite(runner, host, port, ssl_context=tls).start()
+        except OSError as exc:
+            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        scheme = "https" if tls else "http"
+        bound = ", ".join(f"{scheme}://{a[0]}:{a[1]}" for a in runner.addresses)
+        log.info("serving on %s (key id %s)%s", bound, licensing.signer.kid,
+                 "" if tls else "; plain HTTP: agents accept only HTTPS")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await runner.cleanup()
+        licensing.db.close()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mikolic-server", description="Miko reference licensing server")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--dir", type=Path, required=True, help="the server directory (key, database)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("init", parents=[common], help="create the signing key and the database")
+    srv = sub.add_parser("serve", parents=[common], help="answer the licensing protocol over HTTP(S)")
+    srv.add_argument("--listen", type=_listen, required=True, metavar="HOST:PORT")
+    srv.add_argument("--tls-cert", type=Path)
+    srv.add_argument("--tls-key", type=Path)
+    srv.add_argument("--document-ttl", type=_ttl, default=_ttl("14d"), metavar="DURATION",
+                     help="how long agents may use a document offline (30s, 15m, 6h, 14d or seconds)")
+    srv.add_argument("--max-rps", type=float, help="requests per second; above it 429 with Retry-After")
+    iss = sub.add_parser("issue", parents=[common], help="create a registration number and print it")
+    iss.add_argument("--product", type=int, default=11)
+    iss.add_argument("--feature", type=int, help="the seat feature (default: 33 for product 11)")
+    iss.add_argument("--seats", type=_positive, default=1)
+    term = iss.add_mutually_exclusive_group()
+    term.add_argument("--days", type=int, help=f"days until the product ends (default {ISSUED_DAYS}, "
+                                               f"{TRIAL_DAYS} with --trial; negative: already ended)")
+    term.add_argument("--termless", action="store_true")
+    iss.add_argument("--trial", action="store_true")
+    for name in ("company", "contact", "email", "tel"):
+        iss.add_argument(f"--{name}", default="")
+    cpn = sub.add_parser("coupon", parents=[common], help="create a coupon and print it")
+    cpn.add_argument("--product", type=int, default=11)
+    cterm = cpn.add_mutually_exclusive_group()
+    cterm.add_argument("--days", type=_positive, help="extend the product by this many days")
+    cterm.add_argument("--termless", action="store_true", help="make the product termless (the default)")
+    for name, what in (("block", "block a coupon"), ("reset", "drop every host binding of a number"),
+                       ("revoke", "refuse a number from now on")):
+        cmd = sub.add_parser(name, parents=[common], help=what)
+        cmd.add_argument("value", metavar="COUPON" if name == "block" else "NUMBER")
+    return parser
+
+
+def _issue_days(args: argparse.Namespace) -> int | None:
+    if args.termless:
+        return None
+    if args.days is not None:
+        return args.days
+    return TRIAL_DAYS if args.trial else ISSUED_DAYS
+
+
+def _run(args: argparse.Namespace) -> str:
+    if args.command == "init":
+        signer = init(args.dir)
+        return f"initialised {args.dir} (key id {signer.kid}); agents trust {ServerDir(args.dir).trusted_keys}"
+    if not args.dir.is_dir():
+        raise CliError(f"{args.dir}: no such directory (run: mikolic-server init --dir {args.dir})")
+    if args.command == "serve":
+        if (args.tls_cert is None) != (args.tls_key is None):
+            raise CliError("--tls-cert and --tls-key go together")
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+        licensing = open_licensing(args.dir, args.document_ttl)
+        asyncio.run(serve(licensing, *args.listen, _tls(args.tls_cert, args.tls_key), args.max_rps))
+        return ""
+    licensing = open_licensing(args.dir)
+    try:
+        if args.command == "issue":
+            owner = Owner(args.company, args.contact, args.email, args.tel)
+            return licensing.issue(owner, args.product, args.feature, args.seats, _issue_days(args), args.trial)
+        if args.command == "coupon":
+            return licensing.new_coupon(args.product, args.days)
+        if args.command == "reset":
+            return f"reset {regnum.mask(args.value.strip().upper())}: {licensing.reset(args.value)} binding(s) dropped"
+        if args.command == "revoke":
+            licensing.revoke(args.value)
+            return f"revoked {regnum.mask(args.value.strip().upper())}"
+        licensing.block(args.value)
+        return f"blocked {regnum.mask(args.value.strip().upper())}"
+    finally:
+        licensing.db.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        out = _run(args)
+    except (CliError, AdminError) as exc:
+        print(f"mikolic-server {args.command}: {exc}", file=sys.stderr)
+        return 1
+    if out:
+        print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

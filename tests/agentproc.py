@@ -1,0 +1,109 @@
+"""The real daemon as a subprocess, and a client for its Unix socket, for end-to-end tests."""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path: Path, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = str(path)
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
+
+
+def uds_call(sock: Path, method: str, path: str, body: Any = None, timeout: float = 30,
+             raw: bytes | None = None, headers: dict | None = None) -> tuple[int, dict]:
+    conn = UnixHTTP(sock, timeout)
+    try:
+        hdrs = dict(headers or {})
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+            hdrs["Content-Type"] = "application/json"
+        conn.request(method, path, body=data, headers=hdrs)
+        response = conn.getresponse()
+        text = response.read()
+    finally:
+        conn.close()
+    return response.status, json.loads(text) if text else {}
+
+
+def wait_for(predicate, timeout: float, what: str):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class AgentProcess:
+    """`mikolicd run` with its own config, state directory, socket and hardware root."""
+
+    def __init__(self, base: Path, name: str, server_url: str, trusted_keys: Path, ca: Path, hw_root: Path,
+                 extra: str = "", schedule: str = 'check_interval = "1h"\nretry_max_delay = "2s"'):
+        self.dir = base / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.sock = self.dir / "mikolicd.sock"
+        self.state = self.dir / "state"
+        self.log = self.dir / "agent.log"
+        self.config = self.dir / "mikolicd.toml"
+        self.config.write_text(
+            f'[server]\nurl = "{server_url}"\ntrusted_keys = "{trusted_keys}"\nca_file = "{ca}"\ntimeout = "3s"\n\n'
+            f'[storage]\nstate_dir = "{self.state}"\n\n[api]\nsocket = "{self.sock}"\n\n'
+            f'[schedule]\n{schedule}\n\n[hardware]\nroot = "{hw_root}"\ndmidecode = ""\n{extra}')
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, env: dict | None = None, wait: bool = True) -> "AgentProcess":
+        full = dict(os.environ, **(env or {}))
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(["mikolicd", "run", "--config", str(self.config)], stdout=out,
+                                         stderr=subprocess.STDOUT, env=full, start_new_session=True)
+        if wait:
+            wait_for(lambda: self.healthy() or self.proc.poll() is not None, 20, "the agent to answer")
+            assert self.proc.poll() is None, f"mikolicd exited {self.proc.returncode}: {self.log_text()[-800:]}"
+        return self
+
+    def healthy(self) -> bool:
+        try:
+            return self.call("GET", "/v1/health", timeout=2)[0] == 200
+        except OSError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        os.kill(self.proc.pid, sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+            raise
+
+    def call(self, method: str, path: str, body: Any = None, timeout: float = 30) -> tuple[int, dict]:
+        return uds_call(self.sock, method, path, body, timeout)
+
+    def status(self) -> dict:
+        code, body = self.call("GET", "/v1/status")
+        assert code == 200, body
+        return body
+
+    def wait_state(self, states: set[str], timeout: float = 30) -> dict:
+        return wait_for(lambda: (s := self.status())["state"] in states and s, timeout, f"state in {states}")
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -1,0 +1,135 @@
+"""Shared fixtures: a test CA, and the reference licensing server as a real HTTPS subprocess."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from mikolicd import regnum
+from mikolicd.devpki import Pki, make_pki
+
+SERVER_SCRIPT = Path(sys.executable).with_name("mikolic-server")
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+@dataclass
+class RefServer:
+    """One server directory and, while started, its `mikolic-server serve` process."""
+
+    dir: Path
+    pki: Pki
+    serve_args: list[str] = field(default_factory=list)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def trusted_keys(self) -> Path:
+        return self.dir / "trusted_keys.pem"
+
+    @property
+    def ca(self) -> Path:
+        return self.pki.ca
+
+    @property
+    def log(self) -> Path:
+        return self.dir.with_name(self.dir.name + ".log")
+
+    def cli(self, command: str, *args: str) -> subprocess.CompletedProcess:
+        """Run `mikolic-server COMMAND --dir DIR ARGS...`, whatever its exit status."""
+        return subprocess.run([str(SERVER_SCRIPT), command, "--dir", str(self.dir), *args], capture_output=True,
+                              text=True, timeout=30)
+
+    def admin(self, command: str, *args: str) -> str:
+        done = self.cli(command, *args)
+        assert done.returncode == 0, f"mikolic-server {command} exited {done.returncode}: {done.stderr}"
+        return done.stdout
+
+    def issue(self, *args: str) -> str:
+        number = self.admin("issue", *args).strip()
+        assert regnum.REGNUM_RE.fullmatch(number), number
+        return number
+
+    def coupon(self, *args: str) -> str:
+        coupon = self.admin("coupon", *args).strip()
+        assert regnum.COUPON_RE.fullmatch(coupon), coupon
+        return coupon
+
+    def start(self) -> RefServer:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [str(SERVER_SCRIPT), "serve", "--dir", str(self.dir), "--listen", f"127.0.0.1:{self.port}",
+                 "--tls-cert", str(self.pki.cert), "--tls-key", str(self.pki.key), *self.serve_args],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not _listening(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"mikolic-server serve did not start: {self.log.read_text()[-800:]}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL if it lingers; returns the exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(STOP_TIMEOUT)
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def refserver_factory(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Callable[..., RefServer]]:
+    """Make initialised, not yet started servers; every one is stopped when the module ends."""
+    made: list[RefServer] = []
+
+    def make(*serve_args: str) -> RefServer:
+        server = RefServer(tmp_path_factory.mktemp("refserver") / "server", pki, list(serve_args))
+        server.admin("init")
+        made.append(server)
+        return server
+
+    yield make
+    for server in made:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def refserver(refserver_factory: Callable[..., RefServer]) -> RefServer:
+    return refserver_factory().start()
