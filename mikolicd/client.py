@@ -76,6 +76,14 @@ def _describe_transport(exc: requests.RequestException) -> str:
     return f"cannot reach the licensing server: {text[:200]}"
 
 
+def tls_context(server: Server) -> ssl.SSLContext:
+    """The daemon's trust, shared so diagnostics judge the server exactly as the daemon does."""
+    context = ssl.create_default_context()
+    if server.ca_file:
+        context.load_verify_locations(cafile=str(server.ca_file))
+    return context
+
+
 class _TLSAdapter(HTTPAdapter):
     """System CAs plus the configured extra CA; verification can't be switched off."""
 
@@ -107,12 +115,9 @@ class LicensingClient:
         self.server = server
         self.attempts = attempts
         self.retry_cap = retry_cap
-        context = ssl.create_default_context()
-        if server.ca_file:
-            context.load_verify_locations(cafile=str(server.ca_file))
         self.session = requests.Session()
         self.session.trust_env = False
-        self.session.mount("https://", _TLSAdapter(context))
+        self.session.mount("https://", _TLSAdapter(tls_context(server)))
         self.session.headers["User-Agent"] = f"mikolicd/{__version__}"
         if server.proxy:
             self.session.proxies = {"https": server.proxy}

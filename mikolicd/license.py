@@ -30,7 +30,7 @@ def b64url_encode(data: bytes) -> str:
 
 def b64url_decode(text: str) -> bytes:
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4), validate=True) if text else b""
+        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True) if text else b""
     except (binascii.Error, ValueError) as exc:
         raise DocumentError(f"document is not valid base64url: {exc}") from None
 

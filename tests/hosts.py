@@ -232,3 +232,14 @@ def arm_board(root: Path) -> FakeHost:
 
 HOSTS = {"bare_metal_server": bare_metal_server, "kvm_guest": kvm_guest, "vmware_guest": vmware_guest,
          "container": container, "arm_board": arm_board}
+
+
+def pbx_box(root: Path, seed: int) -> FakeHost:
+    """A plain PBX appliance whose ids all derive from `seed`: many distinct hosts for end-to-end tests."""
+    host = FakeHost(root).dmi(product_uuid=f"4c4c4544-00{seed:02x}-3510-8052-b7c04f{seed:06x}",
+                              product_serial=f"PBX{seed:07d}", board_serial=f"BRD{seed:07d}",
+                              chassis_serial=f"CHS{seed:07d}", sys_vendor="Miko")
+    for i in range(2):
+        host.nic(f"eth{i}", f"00:1b:21:{seed >> 8 & 0xFF:02x}:{seed & 0xFF:02x}:{i:02x}",
+                 bus=f"pci0000:00/0000:00:0{i + 3}.0")
+    return host.machine_id(f"{seed:032x}")

@@ -5,9 +5,12 @@ thread keeps every call to the database in order without further locking.
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import math
+import signal
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -196,3 +199,29 @@ def make_app(licensing: Licensing, max_rps: float | None = None) -> web.Applicat
     for path, call in CALLS.items():
         app.router.add_post(path, _handler(call))
     return app
+
+
+def serve(licensing: Licensing, host: str, port: int, tls: ssl.SSLContext | None, max_rps: float | None) -> None:
+    """Serve until SIGTERM or SIGINT, then finish the requests in flight and close the database."""
+    asyncio.run(_serve(licensing, host, port, tls, max_rps))
+
+
+async def _serve(licensing: Licensing, host: str, port: int, tls: ssl.SSLContext | None,
+                 max_rps: float | None) -> None:
+    runner = web.AppRunner(make_app(licensing, max_rps), access_log_class=AccessLog)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, ssl_context=tls).start()
+        scheme = "https" if tls else "http"
+        bound = ", ".join(f"{scheme}://{a[0]}:{a[1]}" for a in runner.addresses)
+        log.info("serving on %s (key id %s)%s", bound, licensing.signer.kid,
+                 "" if tls else "; plain HTTP: agents accept only HTTPS")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await runner.cleanup()
+        licensing.db.close()

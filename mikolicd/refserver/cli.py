@@ -2,24 +2,17 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import signal
 import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiohttp import web
-
 from mikolicd import regnum
 from mikolicd.config import duration
-from mikolicd.refserver.app import AccessLog, make_app
 from mikolicd.refserver.db import Database, Owner
 from mikolicd.refserver.licensing import TRIAL_DAYS, AdminError, Licensing
 from mikolicd.refserver.signing import Signer, ensure_key
-
-log = logging.getLogger("mikolicd.refserver")
 
 ISSUED_DAYS = 365
 
@@ -98,31 +91,6 @@ def _tls(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
     return context
 
 
-async def serve(licensing: Licensing, host: str, port: int, tls: ssl.SSLContext | None,
-                max_rps: float | None) -> None:
-    """Serve until SIGTERM or SIGINT, then finish the requests in flight and close the database."""
-    runner = web.AppRunner(make_app(licensing, max_rps), access_log_class=AccessLog)
-    await runner.setup()
-    try:
-        try:
-            await web.TCPSite(runner, host, port, ssl_context=tls).start()
-        except OSError as exc:
-            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        scheme = "https" if tls else "http"
-        bound = ", ".join(f"{scheme}://{a[0]}:{a[1]}" for a in runner.addresses)
-        log.info("serving on %s (key id %s)%s", bound, licensing.signer.kid,
-                 "" if tls else "; plain HTTP: agents accept only HTTPS")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        log.info("stopping")
-    finally:
-        await runner.cleanup()
-        licensing.db.close()
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mikolic-server", description="Miko reference licensing server")
     common = argparse.ArgumentParser(add_help=False)
@@ -178,7 +146,11 @@ def _run(args: argparse.Namespace) -> str:
             raise CliError("--tls-cert and --tls-key go together")
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
         licensing = open_licensing(args.dir, args.document_ttl)
-        asyncio.run(serve(licensing, *args.listen, _tls(args.tls_cert, args.tls_key), args.max_rps))
+        from mikolicd.refserver.app import serve  # aiohttp takes longer to import than an admin command to run
+        try:
+            serve(licensing, *args.listen, _tls(args.tls_cert, args.tls_key), args.max_rps)
+        except OSError as exc:
+            raise CliError(f"serving on {':'.join(map(str, args.listen))} failed: {exc.strerror or exc}") from None
         return ""
     licensing = open_licensing(args.dir)
     try:

@@ -173,8 +173,8 @@ class Licensing:
             return mine.session
         count = next(f.count for f in product.features if f.id == feature)
         if sum(c.feature == feature for c in lic.captures) >= count:
-            raise refusal(NO_FREE_SEAT, "the license is bound to another host; release it there or reset "
-                                        "the binding on the licensing server to move it here")
+            raise refusal(NO_FREE_SEAT, f"all {count} seat(s) are bound to another host; release the seat there "
+                                        "or reset the binding on the licensing server to move it here")
         session = secrets.token_hex(16)
         self.db.add_capture(session, lic.number, feature, host, self._now())
         log.info("%s: feature %d captured by a new host", regnum.mask(lic.number), feature)

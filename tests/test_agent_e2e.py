@@ -1,0 +1,184 @@
+"""The agent end to end: real reference server over HTTPS, the real daemon, its real Unix socket."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from agentproc import AgentProcess
+from hosts import pbx_box
+
+TRIAL = {"companyname": "Example LLC", "email": "admin@example.test", "contact": "Ann Admin",
+         "tel": "+7 495 000-00-00", "inn": "7701234567"}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return tmp_path_factory.mktemp("e2e")
+
+
+@pytest.fixture
+def agent_factory(base, refserver):
+    """Agents on distinct fake hosts; every one is stopped (by pid) at the end of the test."""
+    made: list[AgentProcess] = []
+    counter = iter(range(10_000))
+
+    def make(server=refserver, seed: int | None = None, name: str | None = None, **kw) -> AgentProcess:
+        n = next(counter)
+        seed = seed if seed is not None else int(time.monotonic_ns() % 1_000_000)
+        name = name or f"agent-{seed}-{n}"
+        hw = base / f"hw-{seed}"
+        if not hw.exists():
+            pbx_box(hw, seed)
+        agent = AgentProcess(base, name, server.url, server.trusted_keys, server.ca, hw, **kw)
+        made.append(agent)
+        return agent
+
+    yield make
+    for agent in made:
+        agent.stop()
+
+
+def server_code(body: dict):
+    return (body.get("error") or {}).get("server_code")
+
+
+def test_trial_gives_trial_state_with_the_pbx_seat_for_30_days(agent_factory):
+    agent = agent_factory().start()
+    code, status = agent.call("POST", "/v1/registration", TRIAL)
+    assert code == 200, status
+    assert status["state"] == "trial"
+    pbx = next(p for p in status["products"] if p["id"] == 11)
+    assert pbx["trial"] and [f["id"] for f in pbx["features"]] == [33]
+    expires = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 30 * 86400))
+    assert pbx["expires"] == expires
+    assert agent.call("GET", "/v1/features/33")[1]["available"] is True
+
+
+def test_activation_of_an_issued_number_is_active(agent_factory, refserver):
+    number = refserver.issue("--seats", "1")
+    agent = agent_factory().start()
+    code, status = agent.call("POST", "/v1/activation", {"registration_number": number.lower()})
+    assert code == 200 and status["state"] == "active", status
+    assert status["registration_number"].startswith(number[:10]) and number not in json.dumps(status)
+
+
+def test_second_host_gets_2008_telling_the_admin_to_reset_then_succeeds_after_reset(agent_factory, refserver):
+    number = refserver.issue("--seats", "1")
+    first, second = agent_factory().start(), agent_factory().start()
+    assert first.call("POST", "/v1/activation", {"registration_number": number})[0] == 200
+    code, body = second.call("POST", "/v1/activation", {"registration_number": number})
+    assert code == 409 and server_code(body) == 2008
+    assert "(2008)" in body["error"]["message"] and "reset" in body["error"]["message"]
+    refserver.admin("reset", number)
+    code, body = second.call("POST", "/v1/activation", {"registration_number": number})
+    assert code == 200 and body["state"] == "active"
+
+
+def test_second_trial_on_the_same_hardware_with_another_email_gets_2051(agent_factory):
+    agent = agent_factory(seed=4242).start()
+    assert agent.call("POST", "/v1/registration", TRIAL)[0] == 200
+    agent.stop()
+    shutil.rmtree(agent.state)  # a reinstall on the same hardware
+    agent.start()
+    code, body = agent.call("POST", "/v1/registration", dict(TRIAL, email="other@example.test"))
+    assert server_code(body) == 2051 and "(2051)" in body["error"]["message"]
+    assert agent.status()["state"] == "unlicensed"
+
+
+def test_coupon_works_once(agent_factory, refserver):
+    agent = agent_factory().start()
+    agent.call("POST", "/v1/activation", {"registration_number": refserver.issue("--days", "10")})
+    coupon = refserver.coupon()
+    code, status = agent.call("POST", "/v1/coupons", {"coupon": coupon})
+    assert code == 200 and next(p for p in status["products"] if p["id"] == 11)["expires"] is None
+    code, body = agent.call("POST", "/v1/coupons", {"coupon": coupon})
+    assert server_code(body) == 2041
+
+
+def test_restart_brings_the_license_back_without_the_server(agent_factory, refserver_factory):
+    server = refserver_factory().start()
+    agent = agent_factory(server=server).start()
+    agent.call("POST", "/v1/activation", {"registration_number": server.issue()})
+    server.stop()
+    agent.stop()
+    agent.start()
+    assert agent.status()["state"] == "active"
+    assert agent.call("GET", "/v1/license")[1]["products"][0]["id"] == 11
+
+
+def test_unreachable_server_gives_grace_with_features_available(agent_factory, refserver_factory):
+    server = refserver_factory().start()
+    agent = agent_factory(server=server).start()
+    agent.call("POST", "/v1/activation", {"registration_number": server.issue()})
+    server.stop()
+    status = agent.call("POST", "/v1/validation", timeout=60)[1]
+    assert status["state"] == "grace" and status["grace_until"]
+    assert agent.call("GET", "/v1/features/33")[1]["available"] is True
+
+
+def test_past_the_offline_limit_the_license_is_expired(agent_factory, refserver_factory):
+    server = refserver_factory("--document-ttl", "3s").start()
+    agent = agent_factory(server=server).start()
+    agent.call("POST", "/v1/activation", {"registration_number": server.issue()})
+    server.stop()
+    status = agent.wait_state({"expired"}, timeout=20)
+    assert "in time" in status["reason"]
+    assert agent.call("GET", "/v1/features/33")[1]["available"] is False
+
+
+def test_revoked_number_is_invalid_at_the_next_validation(agent_factory, refserver):
+    number = refserver.issue()
+    agent = agent_factory().start()
+    agent.call("POST", "/v1/activation", {"registration_number": number})
+    refserver.admin("revoke", number)
+    status = agent.call("POST", "/v1/validation")[1]
+    assert status["state"] == "invalid" and "2009" in status["reason"]
+
+
+@pytest.mark.parametrize("body,code", [
+    ({"registration_number": "MIKO-123"}, "invalid_registration_number"),
+    ({"registration_number": "MIKO-ABCDE-ABCDE-ABCDE-ABCD!"}, "invalid_registration_number"),
+    ({"registration_number": 12345}, "invalid_registration_number"),
+])
+def test_malformed_numbers_are_refused_locally(agent_factory, refserver, body, code):
+    agent = agent_factory(extra="").start()
+    status, answer = agent.call("POST", "/v1/activation", body)
+    assert status == 400 and answer["error"]["code"] == code and answer["error"]["server_code"] is None
+
+
+def test_malformed_coupon_is_refused_before_any_server_call(agent_factory, refserver):
+    agent = agent_factory().start()
+    status, answer = agent.call("POST", "/v1/coupons", {"coupon": "MIKOUPD-NOPE"})
+    assert status == 400 and answer["error"]["code"] == "invalid_coupon"
+
+
+@pytest.mark.parametrize("raw,code", [(b"{not json", "invalid_json"), (b"[1, 2]", "invalid_json"),
+                                      (b'{"registration_number": "x", "extra": 1}', "unknown_field")])
+def test_bad_json_on_the_socket_gets_400_with_the_error_body(agent_factory, raw, code):
+    agent = agent_factory().start()
+    from agentproc import uds_call
+    status, answer = uds_call(agent.sock, "POST", "/v1/activation", raw=raw,
+                              headers={"Content-Type": "application/json"})
+    assert status == 400 and answer["error"]["code"] == code and answer["error"]["message"]
+
+
+def test_unknown_path_is_404_with_the_error_body(agent_factory):
+    status, answer = agent_factory().start().call("GET", "/v1/nothing-here")
+    assert status == 404 and answer["error"]["code"] == "not_found"
+
+
+def test_bad_config_stops_start_up_naming_file_key_and_expectation(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('[schedule]\ncheck_interval = "every now and then"\n')
+    done = subprocess.run(["mikolicd", "run", "--config", str(config)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert f"{config}:2: [schedule] check_interval: expected a duration" in done.stderr
+
+
+def test_socket_is_created_with_the_configured_mode(agent_factory):
+    agent = agent_factory().start()
+    assert oct(agent.sock.stat().st_mode & 0o777) == oct(0o660)
