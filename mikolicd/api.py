@@ -14,6 +14,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from . import legacy
 from .agent import Agent, AgentError
 from .config import Api
 
@@ -164,6 +165,7 @@ def make_app(agent: Agent, api: Api) -> web.Application:
     app = web.Application(middlewares=[errors], client_max_size=MAX_BODY)
     app["api_config"] = api
     app.add_routes(routes(agent))
+    app.add_routes(legacy.routes(agent))
     return app
 
 

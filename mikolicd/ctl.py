@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import Api
+from .config import DEFAULT_PATH as DEFAULT_CONFIG, Api
 
 DEFAULT_SOCKET = Api().socket
 
@@ -113,7 +113,8 @@ COMMANDS: dict[str, tuple[str, str, Any]] = {
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mikolicctl", description="Talk to the Miko PBX licensing agent")
-    p.add_argument("--socket", type=Path, default=DEFAULT_SOCKET, help=f"agent socket (default {DEFAULT_SOCKET})")
+    p.add_argument("--socket", type=Path, default=None,
+                   help=f"agent socket (default {DEFAULT_SOCKET}; for doctor, [api] socket of --config)")
     p.add_argument("--json", action="store_true", help="print the API's JSON, for scripts")
     sub = p.add_subparsers(dest="command", required=True)
     for name in ("status", "license", "fingerprint", "validate", "release"):
@@ -126,11 +127,28 @@ def parser() -> argparse.ArgumentParser:
     reg.add_argument("--inn", default="")
     sub.add_parser("activate", help="activate a registration number").add_argument("number")
     sub.add_parser("coupon", help="redeem a coupon (MIKOUPD-…)").add_argument("coupon")
+    sub.add_parser("doctor", help="run the checks support asks for when licensing fails").add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, help=f"the agent's configuration (default {DEFAULT_CONFIG})")
     return p
+
+
+def doctor(args: argparse.Namespace) -> int:
+    """Runs in this process, not in the agent: it must work when the agent is down or misconfigured."""
+    from . import doctor as checks  # deferred: doctor calls back into this module's `call`
+    found = checks.run(args.config, args.socket)
+    ok = checks.passed(found)
+    if args.json:
+        print(json.dumps({"ok": ok, "checks": [c.to_json() for c in found]}, indent=2, ensure_ascii=False))
+    else:
+        print(checks.human(found))
+    return 0 if ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "doctor":
+        return doctor(args)
+    args.socket = args.socket or DEFAULT_SOCKET
     method, path, render = COMMANDS[args.command]
     body = {"register": lambda: _register_form(args),
             "activate": lambda: {"registration_number": args.number},

@@ -10,14 +10,14 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import api, config as configuration, journal
+from . import api, config as configuration, journal, legacy
 from .agent import Agent
 from .lifecycle import Verdict
 from .notify import Notifier, listen_fds
 
 log = logging.getLogger("mikolicd")
 
-SHUTDOWN_GRACE = 3.0
+SHUTDOWN_GRACE = 2.0
 
 
 def describe(verdict: Verdict) -> str:
@@ -35,7 +35,8 @@ class Daemon:
 
     async def _serve(self) -> None:
         app = api.make_app(self.agent, self.config.api)
-        self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                    shutdown_timeout=SHUTDOWN_GRACE)
         await self.runner.setup()
         inherited = listen_fds()
         if inherited:
@@ -48,6 +49,14 @@ class Daemon:
             await web.UnixSite(self.runner, str(path)).start()
             api.secure_socket(path, self.config.api)
             log.info("serving on %s", path)
+        listen = legacy.compat_listen(self.config.compat)
+        if listen:
+            try:
+                await web.TCPSite(self.runner, *listen).start()
+                log.info("legacy license.api also on TCP %s:%d", *listen)
+            except OSError as exc:
+                log.error("cannot listen on [compat] listen %s:%d (%s); license.api stays on the socket only",
+                          *listen, exc.strerror or exc)
 
     async def _watchdog(self, interval: float) -> None:
         """Pings come from the event loop itself, so a stuck loop stops them and systemd restarts us."""
@@ -91,7 +100,7 @@ class Daemon:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.runner is not None:
-            await asyncio.wait_for(self.runner.cleanup(), SHUTDOWN_GRACE)
+            await self.runner.cleanup()  # handlers still waiting on the server are cancelled after the grace
         return 0
 
 
@@ -107,7 +116,8 @@ def run(config_path: Path | None) -> int:
     except (OSError, ValueError) as exc:
         log.error("cannot start: %s", exc)
         return 1
-    code = asyncio.run(daemon.main())
+    # Not asyncio.run: it would join worker threads still waiting on a hung server, delaying the exit.
+    code = asyncio.new_event_loop().run_until_complete(daemon.main())
     daemon.agent.write_lock.acquire(timeout=SHUTDOWN_GRACE)  # let a state write in progress finish
     return code
 

@@ -1,0 +1,296 @@
+"""The PBX's legacy license.api: form fields in, JSON with url-encoded XML out, errors as plain text.
+
+Existing PBX code parses these answers by hand, so the shapes are exact: success is HTTP 200 with
+`result` (or `session`); failure is non-200 with `error` text that carries the server's error number in
+parentheses, because the PBX translates errors by looking for that number.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import socket
+import xml.etree.ElementTree as ET
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, quote
+
+from aiohttp import web
+
+from . import api, protocol, regnum
+from .agent import TRIAL_FIELDS, Agent, AgentError
+from .config import Compat
+
+log = logging.getLogger("mikolicd.legacy")
+
+PREFIX = "/license.api/"
+MAX_FIELDS = 100
+FORM = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data"
+PBX_PRODUCT = 11
+# XML 1.0 cannot carry most control characters; SimpleXML would reject the whole answer.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+Fields = dict[str, str]
+T = TypeVar("T")
+
+
+class Failure(Exception):
+    """A legacy error answer: HTTP status and the whole text the PBX shows or searches for a number."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+# ---------------------------------------------------------------------- where it listens
+def _loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def compat_listen(compat: Compat) -> tuple[str, int] | None:
+    """Host and port for the TCP listener, or None to keep it off.
+
+    TCP callers carry no credentials, so the legacy trust model is "whoever is on this host"; a
+    listener other hosts can reach therefore needs `allow_remote = true`, said explicitly.
+    """
+    if not compat.listen:
+        return None
+    host, _, port_text = compat.listen.rpartition(":")
+    host, port = host.strip("[]"), int(port_text)
+    if not 0 < port < 65536:
+        log.error("[compat] listen = %r: the port must be 1 to 65535; license.api stays on the socket only",
+                  compat.listen)
+        return None
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
+    except OSError as exc:
+        log.error("[compat] listen = %r: cannot resolve %s (%s); license.api stays on the socket only",
+                  compat.listen, host, exc)
+        return None
+    remote = sorted(a for a in addresses if not _loopback(a))
+    if remote and not compat.allow_remote:
+        log.error("[compat] listen = %r refused: %s is not a loopback address, and license.api over TCP has no "
+                  "caller credentials, so every host that reaches the port could read the license and its owner. "
+                  "Listen on 127.0.0.1, or set [compat] allow_remote = true to accept that; license.api stays on "
+                  "the socket only", compat.listen, ", ".join(remote))
+        return None
+    if remote:
+        log.warning("license.api on TCP %s is reachable from other hosts ([compat] allow_remote = true); "
+                    "they may read, and changes are still accepted only from this host", compat.listen)
+    return host, port
+
+
+def _authorise_change(request: web.Request) -> None:
+    """Socket peers by the JSON API's admin rule; TCP peers, which have no credentials, only from loopback."""
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    if sock is not None and sock.family == socket.AF_UNIX:
+        api.require_admin(request)
+        return
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    if not peer or not _loopback(peer[0]):
+        raise Failure(403, "license.api accepts changes over TCP only from this host (a loopback address)")
+
+
+# ---------------------------------------------------------------------- request and answer
+async def _fields(request: web.Request) -> Fields:
+    """Query string and body together: some methods carry their parameters in the URL and send no body."""
+    fields = dict(request.query)
+    if request.content_type == MULTIPART:
+        try:
+            form = await request.post()
+        except ValueError:
+            raise Failure(400, "the multipart body is malformed") from None
+        if len(form) > MAX_FIELDS or not all(isinstance(v, str) for v in form.values()):
+            raise Failure(400, f"the body must hold at most {MAX_FIELDS} text fields and no files")
+        return fields | {k: str(v) for k, v in form.items()}
+    body = await request.read()
+    if not body:
+        return fields
+    if request.content_type != FORM:
+        raise Failure(400, f"the body must be {FORM} (or {MULTIPART}), not {request.content_type[:60]}")
+    try:
+        pairs = parse_qsl(body.decode(request.charset or "utf-8"), keep_blank_values=True, strict_parsing=True,
+                          errors="strict", max_num_fields=MAX_FIELDS)
+    except (ValueError, UnicodeDecodeError):
+        raise Failure(400, "the form body is malformed: expected name=value pairs joined by & in UTF-8") from None
+    return fields | dict(pairs)
+
+
+def _number(fields: Fields, name: str, example: str) -> int:
+    raw = fields.get(name, "").strip()
+    if not raw.isdigit() or len(raw) > 9:
+        raise Failure(400, f"the {name} parameter must be a number, such as {example}")
+    return int(raw)
+
+
+def _text(value: str) -> str:
+    return _NOT_XML.sub("", value)
+
+
+def license_xml(view: dict[str, Any], key: str) -> str:
+    """The license as the PBX parses it: one product element per product, its features inside."""
+    owner = view["owner"]
+    root = ET.Element("license", {name: _text(owner.get(name, "")) for name in ("companyname", "contact", "email",
+                                                                                 "tel")} | {"key": key})
+    for p in view["products"]:
+        product = ET.SubElement(root, "product", {"id": str(p["id"]), "name": _text(p["name"]),
+                                                  "trial": "1" if p["trial"] else "0", "expired": p["expires"] or ""})
+        for f in p["features"]:
+            ET.SubElement(product, "feature", {"id": str(f["id"]), "name": _text(f["name"]), "count": str(f["count"]),
+                                               "counteach": str(f["counteach"]), "captured": str(f["captured"])})
+    return ET.tostring(root, encoding="unicode")
+
+
+def _encoded(text: str) -> str:
+    return quote(text, safe="")
+
+
+def _why(exc: AgentError) -> str:
+    """The agent's message, except that a malformed number or coupon is named by its code, never echoed."""
+    if exc.code == "invalid_registration_number":
+        return (f"({protocol.INVALID_NUMBER}) {protocol.SERVER_TEXT[protocol.INVALID_NUMBER]}: expected "
+                "MIKO-XXXXX-XXXXX-XXXXX-XXXXX (letters A-Z and digits)")
+    if exc.code == "invalid_coupon":
+        return (f"({protocol.COUPON_UNKNOWN}) {protocol.SERVER_TEXT[protocol.COUPON_UNKNOWN]}: expected "
+                "MIKOUPD-XXXXX-XXXXX-XXXXX-XXXXX (letters A-Z and digits)")
+    return exc.message
+
+
+async def _attempt(failed: str, action: Awaitable[T]) -> T:
+    """Run an agent call; a refusal becomes the legacy text `failed` + the reason with its code."""
+    try:
+        return await action
+    except AgentError as exc:
+        raise Failure(exc.status, failed + _why(exc)) from None
+
+
+# ---------------------------------------------------------------------- the methods
+async def getlicenseinfo(agent: Agent, fields: Fields) -> dict[str, Any]:
+    """Readable by any caller; the full key is only repeated to a caller that sent it."""
+    key = fields.get("key", "").strip().upper()
+    if key and key != agent.state.registration_number:
+        raise Failure(409, "Failed to get license info: this key is not the registration number of this host; "
+                           "switch to it with changekey first")
+    try:
+        view = agent.license_view()
+    except AgentError as exc:
+        raise Failure(exc.status, "Failed to get license info: " + _why(exc)) from None
+    return {"result": _encoded(license_xml(view, key or view["registration_number"]))}
+
+
+async def gettrial(agent: Agent, fields: Fields) -> dict[str, Any]:
+    if fields.get("product", "").strip() not in ("", str(PBX_PRODUCT)):
+        raise Failure(400, f"Failed to get trial key: a trial key is for product {PBX_PRODUCT} (MikoPBX); "
+                           "add a module's trial with addtrial")
+    form = {name: fields[name] for name in TRIAL_FIELDS if name in fields}
+    await _attempt("Failed to get trial key: ", agent.register_trial(form))
+    return {"result": _encoded(agent.state.registration_number or "")}
+
+
+async def addtrial(agent: Agent, fields: Fields) -> dict[str, Any]:
+    product = _number(fields, "product", "1001")
+    await _attempt(f"Failed to add trial of product {product}: ", agent.add_product_trial(product))
+    return {"result": _encoded(license_xml(agent.license_view(), agent.state.registration_number or ""))}
+
+
+async def activatecoupon(agent: Agent, fields: Fields) -> dict[str, Any]:
+    await _attempt("Failed to activate coupon: ", agent.redeem(fields.get("coupon", "")))
+    return {"result": _encoded(license_xml(agent.license_view(), agent.state.registration_number or ""))}
+
+
+async def changekey(agent: Agent, fields: Fields) -> dict[str, Any]:
+    await _attempt("Failed to change license key: ", agent.change_number(fields.get("key", "")))
+    return {"result": "ok"}
+
+
+async def capturefeature(agent: Agent, fields: Fields) -> dict[str, Any]:
+    feature = _number(fields, "feature", "33")
+    return {"session": await _attempt(f"Failed to capture feature {feature}, ", agent.capture(feature))}
+
+
+async def releasefeature(agent: Agent, fields: Fields) -> dict[str, Any]:
+    feature = _number(fields, "feature", "33")
+    session = fields.get("session", "").strip()
+    if not session:
+        raise Failure(400, "the session parameter is required: the id capturefeature answered")
+    await _attempt(f"Failed to release feature {feature}: ", agent.release_feature(session, feature))
+    return {"result": "ok"}
+
+
+async def featureavailable(agent: Agent, fields: Fields) -> dict[str, Any]:
+    """From the local license only, so it answers with the server unreachable, and takes no seat."""
+    feature = _number(fields, "feature", "33")
+    status = agent.feature(feature)
+    if not status["available"]:
+        raise Failure(403, f"Feature {feature} is not available: {status['reason']}")
+    return {"result": "ok"}
+
+
+async def sendmetrics(agent: Agent, fields: Fields) -> dict[str, Any]:
+    """Queued, never awaited: the PBX calls this from page loads and must not wait for the network."""
+    if not agent.state.registration_number:
+        raise Failure(409, "Failed to send metrics: no registration number on this host")
+    queued = agent.send_metrics({name: value for name, value in fields.items() if name != "key"})
+    return {"result": "ok", "queued": queued}
+
+
+async def ping(agent: Agent, _: Fields) -> dict[str, Any]:
+    answered, text = await agent.ping()
+    if not answered:
+        raise Failure(503, f"Licensing server does not answer: {text}")
+    return {"result": "ok"}
+
+
+@dataclass(frozen=True)
+class Method:
+    run: Callable[[Agent, Fields], Awaitable[dict[str, Any]]]
+    changes: bool
+
+
+METHODS: dict[str, Method] = {
+    "getlicenseinfo": Method(getlicenseinfo, False),
+    "gettrial": Method(gettrial, True),
+    "addtrial": Method(addtrial, True),
+    "activatecoupon": Method(activatecoupon, True),
+    "changekey": Method(changekey, True),
+    "capturefeature": Method(capturefeature, True),
+    "featureavailable": Method(featureavailable, False),
+    "releasefeature": Method(releasefeature, True),
+    "sendmetrics": Method(sendmetrics, True),
+    "ping": Method(ping, False),
+}
+
+
+def _failure(status: int, message: str) -> web.Response:
+    return web.json_response({"error": regnum.mask(message)}, status=status)
+
+
+def routes(agent: Agent) -> web.RouteTableDef:
+    r = web.RouteTableDef()
+
+    @r.route("*", PREFIX + "{method}")
+    async def license_api(request: web.Request) -> web.Response:
+        method = METHODS.get(request.match_info["method"].lower())
+        if method is None:
+            return _failure(404, f"Unknown license.api method; known methods: {', '.join(METHODS)}")
+        if request.method not in ("GET", "POST"):
+            return _failure(405, "license.api accepts GET and POST")
+        try:
+            if method.changes:
+                _authorise_change(request)
+            return web.json_response(await method.run(agent, await _fields(request)))
+        except Failure as exc:
+            return _failure(exc.status, exc.message)
+        except AgentError as exc:
+            return _failure(exc.status, _why(exc))
+        except web.HTTPRequestEntityTooLarge:
+            return _failure(413, f"request bodies are limited to {api.MAX_BODY // 1024} KiB")
+        except Exception:
+            log.exception("unexpected error while serving %s %s", request.method, request.path)
+            return _failure(500, "internal error; see the journal of mikolicd")
+
+    return r

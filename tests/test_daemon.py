@@ -1,0 +1,194 @@
+"""The daemon under systemd's eyes: sd_notify, watchdog, reload, stop, socket activation, journal."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from agentproc import AgentProcess, uds_call, wait_for
+from hosts import pbx_box
+from mikolicd import journal
+from mikolicd.devpki import make_pki
+from mikolicd.refserver.cli import init
+
+
+class Listener:
+    """A datagram socket standing in for systemd (NOTIFY_SOCKET) or journald; keeps every datagram."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.1)
+        self.messages: list[tuple[float, str]] = []
+        self.running = True
+        self.thread = threading.Thread(target=self._collect, daemon=True)
+        self.thread.start()
+
+    def _collect(self) -> None:
+        while self.running:
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            self.messages.append((time.monotonic(), data.decode(errors="replace")))
+
+    def texts(self) -> list[str]:
+        return [m for _, m in list(self.messages)]
+
+    def seen(self, needle: str) -> bool:
+        return any(needle in m for m in self.texts())
+
+    def close(self) -> None:
+        self.running = False
+        self.thread.join(2)
+        self.sock.close()
+
+
+@pytest.fixture
+def listener(tmp_path):
+    made = []
+
+    def make(name: str) -> Listener:
+        made.append(Listener(tmp_path / name))
+        return made[-1]
+    yield make
+    for item in made:
+        item.close()
+
+
+@pytest.fixture
+def agent(tmp_path, refserver):
+    hw = tmp_path / "hw"
+    pbx_box(hw, 777)
+    agent = AgentProcess(tmp_path, "agent", refserver.url, refserver.trusted_keys, refserver.ca, hw)
+    yield agent
+    agent.stop()
+
+
+def test_ready_is_sent_only_once_the_socket_serves(agent, listener):
+    notify = listener("notify.sock")
+    agent.start(env={"NOTIFY_SOCKET": str(notify.path)}, wait=False)
+    wait_for(lambda: notify.seen("READY=1"), 20, "READY=1")
+    assert uds_call(agent.sock, "GET", "/v1/status")[0] == 200
+
+
+def test_status_line_tells_the_license_state_after_a_change(agent, listener):
+    notify = listener("notify.sock")
+    agent.start(env={"NOTIFY_SOCKET": str(notify.path)})
+    assert any("STATUS=license unlicensed" in m for m in notify.texts())
+    agent.call("POST", "/v1/registration", {"companyname": "Status LLC", "email": "st@example.test",
+                                            "contact": "Sam"})
+    wait_for(lambda: notify.seen("STATUS=license trial"), 10, "STATUS with the trial state")
+
+
+def test_watchdog_pings_at_half_the_watchdog_period(agent, listener):
+    notify = listener("notify.sock")
+    agent.start(env={"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000"})
+    wait_for(lambda: sum("WATCHDOG=1" in m for m in notify.texts()) >= 6, 10, "six WATCHDOG=1")
+    times = [t for t, m in notify.messages if "WATCHDOG=1" in m]
+    gaps = sorted(b - a for a, b in zip(times, times[1:]))
+    assert 0.25 < gaps[len(gaps) // 2] < 0.75  # median gap near 0.5 s: the rate, not a latency
+
+
+def test_watchdog_for_another_pid_is_not_ours(agent, listener):
+    notify = listener("notify.sock")
+    agent.start(env={"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "200000", "WATCHDOG_PID": "1"})
+    wait_for(lambda: notify.seen("READY=1"), 10, "READY=1")
+    agent.call("GET", "/v1/status")
+    assert not notify.seen("WATCHDOG=1")
+
+
+def test_sighup_reloads_the_config_between_reloading_and_ready(agent, listener):
+    notify = listener("notify.sock")
+    agent.start(env={"NOTIFY_SOCKET": str(notify.path)})
+    os.kill(agent.proc.pid, signal.SIGHUP)
+    wait_for(lambda: notify.seen("RELOADING=1"), 10, "RELOADING=1")
+    wait_for(lambda: sum("READY=1" in m for m in notify.texts()) >= 2, 10, "READY=1 after the reload")
+    assert "configuration reloaded" in agent.log_text()
+
+
+def test_bad_config_on_reload_keeps_the_old_one_running(agent):
+    agent.start()
+    agent.config.write_text(agent.config.read_text().replace("[schedule]\n", "[schedule]\nbogus = 1\n"))
+    os.kill(agent.proc.pid, signal.SIGHUP)
+    wait_for(lambda: "reload refused" in agent.log_text(), 10, "the refusal in the log")
+    assert "[schedule] bogus: unknown key" in agent.log_text()
+    assert agent.status()["state"] == "unlicensed"
+
+
+def test_sigterm_says_stopping_and_exits_zero_promptly(agent, listener):
+    notify = listener("notify.sock")
+    agent.start(env={"NOTIFY_SOCKET": str(notify.path)})
+    os.kill(agent.proc.pid, signal.SIGTERM)
+    assert agent.proc.wait(5) == 0
+    wait_for(lambda: notify.seen("STOPPING=1"), 5, "STOPPING=1")
+
+
+def test_sigterm_during_a_hung_server_call_still_exits_zero(tmp_path, listener):
+    """A server that accepts and never answers must not hold the shutdown hostage."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    hw = tmp_path / "hw"
+    pbx_box(hw, 778)
+    init(tmp_path / "srv")
+    pki = make_pki(tmp_path / "pki")
+    agent = AgentProcess(tmp_path, "hung", f"https://127.0.0.1:{silent.getsockname()[1]}",
+                         tmp_path / "srv" / "trusted_keys.pem", pki.ca, hw).start()
+    try:
+        threading.Thread(target=lambda: _quietly(agent.call, "POST", "/v1/activation",
+                                                 {"registration_number": "MIKO-AAAAA-BBBBB-CCCCC-DDDDD"}),
+                         daemon=True).start()
+        time.sleep(0.5)
+        os.kill(agent.proc.pid, signal.SIGTERM)
+        assert agent.proc.wait(5) == 0
+    finally:
+        agent.stop()
+        silent.close()
+
+
+def _quietly(fn, *args):
+    try:
+        fn(*args)
+    except OSError:
+        pass
+
+
+@pytest.mark.skipif(not shutil.which("systemd-socket-activate"), reason="systemd-socket-activate not installed")
+def test_socket_activation_serves_on_the_passed_socket(agent, tmp_path):
+    passed = tmp_path / "activated.sock"
+    with open(agent.log, "ab") as out:
+        proc = subprocess.Popen(["systemd-socket-activate", "-l", str(passed), "mikolicd", "run", "--config",
+                                 str(agent.config)], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: passed.exists(), 10, "the activation socket")
+        code, status = uds_call(passed, "GET", "/v1/status", timeout=20)
+        assert code == 200 and status["state"] == "unlicensed"
+        assert not agent.sock.exists()  # the daemon used the passed socket, not its own
+        assert "passed by systemd" in agent.log_text()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+
+
+def test_journal_entries_carry_fields_and_never_a_raw_number(agent, listener, refserver):
+    journald = listener("journal.sock")
+    agent.log.touch()
+    st = agent.log.stat()
+    agent.start(env={"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}", journal.JOURNAL_SOCKET_ENV: str(journald.path)})
+    number = refserver.issue()
+    agent.call("POST", "/v1/activation", {"registration_number": number})
+    wait_for(lambda: journald.seen("LICENSE_STATE=active"), 10, "a state-change entry")
+    entries = journald.texts()
+    change = next(e for e in entries if "LICENSE_STATE=active" in e)
+    assert f"MESSAGE_ID={journal.STATE_CHANGED}" in change
+    assert f"REGISTRATION_NUMBER={number[:10]}-*****-*****-*****" in change
+    assert not any(number in e for e in entries)
