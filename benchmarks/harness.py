@@ -1,0 +1,231 @@
+"""What every benchmark needs: a stage with the reference server and real daemons, clients, statistics.
+
+All traffic stays on 127.0.0.1 and Unix sockets; every process started here is stopped by its pid.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+BIN = Path(sys.executable).parent
+os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+
+from agentproc import AgentProcess, uds_call, wait_for  # noqa: E402  (test helpers live beside the tests)
+from hosts import pbx_box  # noqa: E402
+
+from mikolicd.devpki import make_pki  # noqa: E402
+
+STATUS_REQUEST = b"GET /v1/status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+IO_TIMEOUT = 10.0
+START_TIMEOUT = 20.0
+
+
+@dataclass
+class Outcome:
+    """One target: the figure shown, whether it meets the target, and the numbers behind it."""
+
+    target: str
+    figure: str
+    limit: str
+    passed: bool
+    detail: str = ""
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def median(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+def request_once(path: Path, request: bytes = STATUS_REQUEST) -> bytes:
+    """One request on a new connection, read to EOF: how the PHP admin's curl calls the socket."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(IO_TIMEOUT)
+        sock.connect(str(path))
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    reply = b"".join(chunks)
+    if not reply.startswith(b"HTTP/1.1 200"):
+        raise OSError(f"unexpected reply: {reply[:80]!r}")
+    return reply
+
+
+def timed_requests(path: Path, count: int) -> list[float]:
+    """Latency of `count` sequential new-connection requests, in seconds."""
+    samples = []
+    for _ in range(count):
+        start = time.perf_counter()
+        request_once(path)
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+async def async_request(path: Path) -> None:
+    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), IO_TIMEOUT)
+    try:
+        writer.write(STATUS_REQUEST)
+        reply = await asyncio.wait_for(reader.read(), IO_TIMEOUT)
+    finally:
+        writer.close()
+    if not reply.startswith(b"HTTP/1.1 200"):
+        raise OSError(f"unexpected reply: {reply[:80]!r}")
+
+
+async def hammer(path: Path, clients: int, *, seconds: float | None = None, total: int | None = None
+                 ) -> tuple[int, int]:
+    """`clients` concurrent loops of new-connection requests until time or count runs out: (done, errors)."""
+    done = errors = 0
+    deadline = time.monotonic() + (seconds if seconds is not None else 3600.0)
+    budget = total if total is not None else sys.maxsize
+
+    async def client() -> None:
+        nonlocal done, errors, budget
+        while budget > 0 and time.monotonic() < deadline:
+            budget -= 1
+            try:
+                await async_request(path)
+                done += 1
+            except (OSError, asyncio.TimeoutError):
+                errors += 1
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return done, errors
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout)
+
+
+class NotifyListener(AbstractContextManager):
+    """A datagram socket standing in for systemd's NOTIFY_SOCKET."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+
+    def wait_for(self, assignment: str, timeout: float = START_TIMEOUT) -> float:
+        """perf_counter() when a message carrying `assignment` arrives."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            message = self.sock.recv(4096).decode(errors="replace")
+            if assignment in message.split("\n"):
+                return time.perf_counter()
+        raise TimeoutError(f"no {assignment} within {timeout}s")
+
+    def drain(self) -> list[str]:
+        self.sock.settimeout(0)
+        messages = []
+        try:
+            while True:
+                messages.append(self.sock.recv(4096).decode(errors="replace"))
+        except BlockingIOError:
+            return messages
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+        self.path.unlink(missing_ok=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Stage:
+    """A scratch directory with a test CA, one reference server, and daemons on fake PBX hosts."""
+
+    base: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mikolicd-bench-")))
+    server: subprocess.Popen | None = None
+    agents: list[AgentProcess] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.pki = make_pki(self.base / "pki")
+        self.server_dir = self.base / "server"
+        self.port = free_port()
+        self.admin("init")
+        self.hw = self.base / "hw"
+        pbx_box(self.hw, 7)
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def admin(self, *args: str) -> str:
+        done = subprocess.run([str(BIN / "mikolic-server"), args[0], "--dir", str(self.server_dir), *args[1:]],
+                              capture_output=True, text=True, timeout=30, check=True)
+        return done.stdout.strip()
+
+    def start_server(self, *serve_args: str) -> None:
+        with open(self.base / "server.log", "ab") as log:
+            self.server = subprocess.Popen(
+                [str(BIN / "mikolic-server"), "serve", "--dir", str(self.server_dir), "--listen",
+                 f"127.0.0.1:{self.port}", "--tls-cert", str(self.pki.cert), "--tls-key", str(self.pki.key),
+                 *serve_args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(lambda: _listening(self.port) or self.server.poll() is not None, START_TIMEOUT, "the server")
+        if self.server.poll() is not None:
+            raise RuntimeError(f"mikolic-server exited {self.server.returncode}")
+
+    def agent(self, name: str, url: str | None = None, extra: str = "") -> AgentProcess:
+        """A daemon configured like a box in the field: 6-hour checks, on the stage's PBX host."""
+        made = AgentProcess(self.base, name, url or self.url, self.server_dir / "trusted_keys.pem", self.pki.ca,
+                            self.hw, extra=extra, schedule='check_interval = "6h"')
+        self.agents.append(made)
+        return made
+
+    def activated_agent(self, name: str) -> AgentProcess:
+        made = self.agent(name).start()
+        number = self.admin("issue", "--seats", "1")
+        code, body = made.call("POST", "/v1/activation", {"registration_number": number})
+        if code != 200:
+            raise RuntimeError(f"activation failed: {body}")
+        return made
+
+    def close(self) -> None:
+        for made in self.agents:
+            try:
+                made.stop()
+            except Exception:  # a stuck agent was killed by stop(); the rest must still be stopped
+                pass
+        if self.server is not None:
+            stop_process(self.server)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+__all__ = ["AgentProcess", "NotifyListener", "Outcome", "Stage", "hammer", "median", "percentile",
+           "request_once", "stop_process", "timed_requests", "uds_call", "wait_for"]
