@@ -33,6 +33,26 @@ IO_TIMEOUT = 10.0
 START_TIMEOUT = 20.0
 
 
+@dataclass(frozen=True)
+class Scale:
+    """How much work each benchmark does: the full run, or the short one CI runs."""
+
+    latency_rounds: int = 10
+    latency_block: int = 400
+    throughput_seconds: float = 10.0
+    memory_status: int = 100_000
+    memory_validations: int = 1_000
+    startup_runs: int = 7
+    idle_seconds: float = 30.0
+    watchdog_usec: int = 30_000_000
+    fleet_agents: int = 100_000
+
+
+QUICK = Scale(latency_rounds=3, latency_block=150, throughput_seconds=1.0, memory_status=3_000,
+              memory_validations=30, startup_runs=2, idle_seconds=3.0, watchdog_usec=2_000_000,
+              fleet_agents=5_000)
+
+
 @dataclass
 class Outcome:
     """One target: the figure shown, whether it meets the target, and the numbers behind it."""
@@ -227,5 +247,5 @@ def _listening(port: int) -> bool:
         return False
 
 
-__all__ = ["AgentProcess", "NotifyListener", "Outcome", "Stage", "hammer", "median", "percentile",
+__all__ = ["QUICK", "AgentProcess", "NotifyListener", "Outcome", "Scale", "Stage", "hammer", "median", "percentile",
            "request_once", "stop_process", "timed_requests", "uds_call", "wait_for"]
