@@ -183,35 +183,36 @@ class Stage:
     """A scratch directory with a test CA, one reference server, and daemons on fake PBX hosts."""
 
     base: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mikolicd-bench-")))
-    server: subprocess.Popen | None = None
+    url: str = ""
+    servers: list[subprocess.Popen] = field(default_factory=list)
     agents: list[AgentProcess] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.pki = make_pki(self.base / "pki")
         self.server_dir = self.base / "server"
-        self.port = free_port()
         self.admin("init")
         self.hw = self.base / "hw"
         pbx_box(self.hw, 7)
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
 
     def admin(self, *args: str) -> str:
         done = subprocess.run([str(BIN / "mikolic-server"), args[0], "--dir", str(self.server_dir), *args[1:]],
                               capture_output=True, text=True, timeout=30, check=True)
         return done.stdout.strip()
 
-    def start_server(self, *serve_args: str) -> None:
-        with open(self.base / "server.log", "ab") as log:
-            self.server = subprocess.Popen(
+    def start_server(self, *serve_args: str) -> str:
+        """A `mikolic-server serve` on a free port; the first one is the server the stage's agents use."""
+        port = free_port()
+        with open(self.base / f"server-{port}.log", "ab") as log:
+            proc = subprocess.Popen(
                 [str(BIN / "mikolic-server"), "serve", "--dir", str(self.server_dir), "--listen",
-                 f"127.0.0.1:{self.port}", "--tls-cert", str(self.pki.cert), "--tls-key", str(self.pki.key),
+                 f"127.0.0.1:{port}", "--tls-cert", str(self.pki.cert), "--tls-key", str(self.pki.key),
                  *serve_args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(lambda: _listening(self.port) or self.server.poll() is not None, START_TIMEOUT, "the server")
-        if self.server.poll() is not None:
-            raise RuntimeError(f"mikolic-server exited {self.server.returncode}")
+        self.servers.append(proc)
+        wait_for(lambda: _listening(port) or proc.poll() is not None, START_TIMEOUT, "the server")
+        if proc.poll() is not None:
+            raise RuntimeError(f"mikolic-server exited {proc.returncode}")
+        self.url = self.url or f"https://127.0.0.1:{port}"
+        return f"https://127.0.0.1:{port}"
 
     def agent(self, name: str, url: str | None = None, extra: str = "") -> AgentProcess:
         """A daemon configured like a box in the field: 6-hour checks, on the stage's PBX host."""
@@ -234,8 +235,8 @@ class Stage:
                 made.stop()
             except Exception:  # a stuck agent was killed by stop(); the rest must still be stopped
                 pass
-        if self.server is not None:
-            stop_process(self.server)
+        for proc in self.servers:
+            stop_process(proc)
         shutil.rmtree(self.base, ignore_errors=True)
 
 

@@ -234,6 +234,13 @@ class Agent:
         self.failures = 0
         self.next_check = next_check(self.policy, time.time(), random.random())
 
+    async def _fetch(self, path: str, number: str, **fields: Any) -> Any:
+        """A server call answering a document for `number`; the caller holds server_lock."""
+        answer = await self._server(lambda: self.client.call(
+            path, dict(fields, registration_number=number, host=self._host())))
+        self._accept(answer.body.get("document"), number, answer.server_date)
+        return answer
+
     async def _server(self, fn: Callable[[], Any]) -> Any:
         loop = asyncio.get_running_loop()
         try:
@@ -269,9 +276,7 @@ class Agent:
     async def activate(self, raw_number: object) -> dict:
         number = self._number(raw_number)
         async with self.server_lock:
-            answer = await self._server(lambda: self.client.call(
-                protocol.ACTIVATION, {"registration_number": number, "host": self._host()}))
-            self._accept(answer.body.get("document"), number, answer.server_date)
+            await self._fetch(protocol.ACTIVATION, number)
         return self.status()
 
     @staticmethod
@@ -302,30 +307,23 @@ class Agent:
             raise AgentError(400, "invalid_coupon", str(exc)) from None
         number = self._require_number()
         async with self.server_lock:
-            answer = await self._server(lambda: self.client.call(
-                protocol.COUPON, {"registration_number": number, "coupon": coupon, "host": self._host()}))
-            self._accept(answer.body.get("document"), number, answer.server_date)
+            await self._fetch(protocol.COUPON, number, coupon=coupon)
         return self.status()
 
     async def add_product_trial(self, product: int) -> dict:
         """A 30-day trial of another product (a PBX module) on the current number."""
         number = self._require_number()
         async with self.server_lock:
-            answer = await self._server(lambda: self.client.call(
-                protocol.PRODUCT_TRIAL, {"registration_number": number, "product": product, "host": self._host()}))
-            self._accept(answer.body.get("document"), number, answer.server_date)
+            await self._fetch(protocol.PRODUCT_TRIAL, number, product=product)
         return self.status()
 
     async def capture(self, feature: int) -> str:
         """Take a seat of a feature; the session id is kept so the seat can be given back after a restart."""
         number = self._require_number()
         async with self.server_lock:
-            answer = await self._server(lambda: self.client.call(
-                protocol.CAPTURE, {"registration_number": number, "feature": feature, "host": self._host()}))
-            session = answer.body.get("session")
+            session = (await self._fetch(protocol.CAPTURE, number, feature=feature)).body.get("session")
             if not isinstance(session, str) or not session or len(session) > 128:
                 raise AgentError(502, "bad_server_answer", "the server sent no capture session")
-            self._accept(answer.body.get("document"), number, answer.server_date)
             sessions = dict(self.sessions, **{session: feature})
             self._save(replace(self.state, extra=dict(self.state.extra, sessions=sessions)))
             self.sessions = sessions
@@ -382,9 +380,7 @@ class Agent:
             raise AgentError(409, "not_activated", "nothing to validate: activate the registration number first")
         async with self.server_lock:
             try:
-                answer = await self._server(lambda: self.client.call(
-                    protocol.VALIDATION, {"registration_number": number, "host": self._host()}))
-                self._accept(answer.body.get("document"), number, answer.server_date)
+                await self._fetch(protocol.VALIDATION, number)
                 journal.event(log, logging.INFO, "license validated", message_id=journal.VALIDATED,
                               state=self.refresh().state.value, registration_number=number)
             except AgentError as exc:

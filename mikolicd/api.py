@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from . import legacy
-from .agent import Agent, AgentError
+from .agent import TRIAL_FIELDS, Agent, AgentError
 from .config import Api
 
 log = logging.getLogger("mikolicd.api")
@@ -128,36 +128,17 @@ def routes(agent: Agent) -> web.RouteTableDef:
     async def fingerprint_(_: web.Request) -> web.Response:
         return ok(agent.fingerprint_report())
 
-    @r.post("/v1/registration")
-    async def registration(request: web.Request) -> web.Response:
-        require_admin(request)
-        form = await json_body(request, {"companyname", "email", "contact", "tel", "inn", "description"})
-        return ok(await agent.register_trial(form))
+    def write(method: str, path: str, allowed: set[str], action: Callable[[dict], Awaitable[dict]]) -> None:
+        async def handler(request: web.Request) -> web.Response:
+            require_admin(request)
+            return ok(await action(await json_body(request, allowed)))
+        r.route(method, path)(handler)
 
-    @r.post("/v1/activation")
-    async def activation(request: web.Request) -> web.Response:
-        require_admin(request)
-        body = await json_body(request, {"registration_number"})
-        return ok(await agent.activate(body.get("registration_number")))
-
-    @r.delete("/v1/activation")
-    async def release(request: web.Request) -> web.Response:
-        require_admin(request)
-        await json_body(request, set())
-        return ok(await agent.release())
-
-    @r.post("/v1/coupons")
-    async def coupons(request: web.Request) -> web.Response:
-        require_admin(request)
-        body = await json_body(request, {"coupon"})
-        return ok(await agent.redeem(body.get("coupon")))
-
-    @r.post("/v1/validation")
-    async def validation(request: web.Request) -> web.Response:
-        require_admin(request)
-        await json_body(request, set())
-        return ok(await agent.validate())
-
+    write("POST", "/v1/registration", TRIAL_FIELDS, agent.register_trial)
+    write("POST", "/v1/activation", {"registration_number"}, lambda b: agent.activate(b.get("registration_number")))
+    write("DELETE", "/v1/activation", set(), lambda _: agent.release())
+    write("POST", "/v1/coupons", {"coupon"}, lambda b: agent.redeem(b.get("coupon")))
+    write("POST", "/v1/validation", set(), lambda _: agent.validate())
     return r
 
 

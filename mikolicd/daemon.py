@@ -18,6 +18,9 @@ from .notify import Notifier, listen_fds
 log = logging.getLogger("mikolicd")
 
 SHUTDOWN_GRACE = 2.0
+# A connection must deliver a whole request head within this, counted from connect or from the last
+# response: aiohttp starts its keep-alive timer at connect, so it also cuts off stalled half requests.
+IDLE_TIMEOUT = 10.0
 
 
 def describe(verdict: Verdict) -> str:
@@ -36,7 +39,7 @@ class Daemon:
     async def _serve(self) -> None:
         app = api.make_app(self.agent, self.config.api)
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                    shutdown_timeout=SHUTDOWN_GRACE)
+                                    shutdown_timeout=SHUTDOWN_GRACE, keepalive_timeout=IDLE_TIMEOUT)
         await self.runner.setup()
         inherited = listen_fds()
         if inherited:

@@ -88,9 +88,10 @@ def _authorise_change(request: web.Request) -> None:
     """Socket peers by the JSON API's admin rule; TCP peers, which have no credentials, only from loopback."""
     sock = request.transport.get_extra_info("socket") if request.transport else None
     if sock is not None and sock.family == socket.AF_UNIX:
+        api.require_admin(request)
         return
     peer = request.transport.get_extra_info("peername") if request.transport else None
-    if not peer:
+    if not peer or not _loopback(peer[0]):
         raise Failure(403, "license.api accepts changes over TCP only from this host (a loopback address)")
 
 
@@ -233,7 +234,6 @@ async def sendmetrics(agent: Agent, fields: Fields) -> dict[str, Any]:
     """Queued, never awaited: the PBX calls this from page loads and must not wait for the network."""
     if not agent.state.registration_number:
         raise Failure(409, "Failed to send metrics: no registration number on this host")
-    await agent.ping()
     queued = agent.send_metrics({name: value for name, value in fields.items() if name != "key"})
     return {"result": "ok", "queued": queued}
 

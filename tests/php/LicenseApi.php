@@ -79,7 +79,8 @@ final class LicenseApi
     /** The metrics go as a field array, which curl sends as multipart/form-data. */
     public function sendLicenseMetrics(string $key, array $metrics): array
     {
-        return $this->answer($this->post('sendmetrics', ['key' => $key] + $metrics, false), fn (array $body): array => $body);
+        $response = $this->post('sendmetrics', ['key' => $key] + $metrics, false);
+        return $this->answer($response, fn (array $body): array => $body);
     }
 
     public function ping(): array
