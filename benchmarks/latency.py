@@ -30,6 +30,7 @@ def canned_server(stage: Stage, reply: bytes) -> Iterator[Path]:
         yield sock
     finally:
         stop_process(proc)
+        sock.unlink(missing_ok=True)
 
 
 def interleaved(subject: Path, baseline: Path, scale: Scale) -> tuple[list[float], list[float]]:
@@ -101,7 +102,10 @@ def stuck_validation(stage: Stage, idle: AgentProcess, scale: Scale) -> Outcome:
     def validate_forever() -> None:
         while not done.is_set():
             start = time.monotonic()
-            stuck.call("POST", "/v1/validation", timeout=60)
+            try:
+                stuck.call("POST", "/v1/validation", timeout=60)
+            except OSError:
+                return  # the daemon is being stopped with a round in flight
             rounds.append(time.monotonic() - start)
 
     worker = threading.Thread(target=validate_forever, daemon=True)

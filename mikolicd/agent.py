@@ -34,9 +34,11 @@ METRICS_EVERY = 86400.0
 class AgentError(Exception):
     """An answer for the API caller: HTTP status, snake_case code, a message for the admin."""
 
-    def __init__(self, status: int, code: str, message: str, server_code: int | None = None):
+    def __init__(self, status: int, code: str, message: str, server_code: int | None = None,
+                 retry_after: float | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.server_code = status, code, message, server_code
+        self.retry_after = retry_after  # the server's own Retry-After, for the schedule
 
 
 def _iso(ts: float | None) -> str | None:
@@ -254,7 +256,8 @@ class Agent:
             self.last_error = str(exc)
             journal.event(log, logging.WARNING, f"licensing server unreachable: {exc}",
                           message_id=journal.SERVER_ERROR, registration_number=self.state.registration_number)
-            raise AgentError(503, "server_unreachable", f"{exc}; nothing was changed, try again later") from None
+            raise AgentError(503, "server_unreachable", f"{exc}; nothing was changed, try again later",
+                             retry_after=exc.retry_after) from None
 
     def _host(self) -> dict:
         return {"components": self.components}
@@ -395,7 +398,7 @@ class Agent:
             validation = Validation(now, "refused", exc.server_code, exc.message)
         else:
             self.failures += 1
-            self.next_check = now + retry_delay(self.policy, self.failures, random.random())
+            self.next_check = now + retry_delay(self.policy, self.failures, random.random(), exc.retry_after)
             validation = Validation(now, "unreachable", None, exc.message)
         try:
             self._save(replace(self.state, validation=validation))

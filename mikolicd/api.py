@@ -142,10 +142,12 @@ def routes(agent: Agent) -> web.RouteTableDef:
     return r
 
 
-def make_app(agent: Agent, api: Api) -> web.Application:
+def make_app(agent: Agent, api: Api, *, json_api: bool = True) -> web.Application:
+    """The socket serves both APIs; the optional TCP listener serves only the legacy one."""
     app = web.Application(middlewares=[errors], client_max_size=MAX_BODY)
     app["api_config"] = api
-    app.add_routes(routes(agent))
+    if json_api:
+        app.add_routes(routes(agent))
     app.add_routes(legacy.routes(agent))
     return app
 

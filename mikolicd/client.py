@@ -10,7 +10,7 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from . import __version__, protocol
 from .config import Server
@@ -57,7 +57,7 @@ def _describe_transport(exc: requests.RequestException) -> str:
         if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
             hint = ("the server's TLS certificate is not trusted; if a proxy or firewall inspects HTTPS "
                     "(TLS interception is likely), add its CA certificate as [server] ca_file")
-            if "Hostname mismatch" in text or "doesn't match" in text:
+            if "Hostname mismatch" in text or "IP address mismatch" in text or "doesn't match" in text:
                 hint = "the server's TLS certificate is for another name: check [server] url"
             elif "expired" in text:
                 hint = "the server's TLS certificate has expired, or this host's clock is wrong"
@@ -108,6 +108,15 @@ def _wait(cap: float):
         retry_after = getattr(exc, "retry_after", None)
         return max(jittered, retry_after or 0.0)
     return wait
+
+
+def _stop(attempts: int, cap: float):
+    """Give up after `attempts`, or at once when the server asks for a longer pause than `cap`: the schedule
+    honours that Retry-After instead of the caller blocking on it."""
+    def stop(state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        return state.attempt_number >= attempts or (getattr(exc, "retry_after", None) or 0.0) > cap
+    return stop
 
 
 class LicensingClient:
@@ -161,7 +170,7 @@ class LicensingClient:
         return Answer(data, date)
 
     def call(self, path: str, body: dict | None = None, method: str = "POST") -> Answer:
-        retrying = Retrying(retry=retry_if_exception_type(Unreachable), stop=stop_after_attempt(self.attempts),
+        retrying = Retrying(retry=retry_if_exception_type(Unreachable), stop=_stop(self.attempts, self.retry_cap),
                             wait=_wait(self.retry_cap), reraise=True)
         return retrying(self._once, method, path, body)
 

@@ -34,28 +34,33 @@ class Daemon:
         self.notifier = Notifier.from_env()
         self.stop = asyncio.Event()
         self.agent = Agent(cfg, on_state=lambda v: self.notifier.status(describe(v)))
-        self.runner: web.AppRunner | None = None
+        self.runners: list[web.AppRunner] = []
+
+    async def _runner(self, app: web.Application) -> web.AppRunner:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                               shutdown_timeout=SHUTDOWN_GRACE, keepalive_timeout=IDLE_TIMEOUT)
+        await runner.setup()
+        self.runners.append(runner)
+        return runner
 
     async def _serve(self) -> None:
-        app = api.make_app(self.agent, self.config.api)
-        self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                    shutdown_timeout=SHUTDOWN_GRACE, keepalive_timeout=IDLE_TIMEOUT)
-        await self.runner.setup()
+        runner = await self._runner(api.make_app(self.agent, self.config.api))
         inherited = listen_fds()
         if inherited:
             for sock in inherited:
-                await web.SockSite(self.runner, sock).start()
+                await web.SockSite(runner, sock).start()
             log.info("serving on %d socket(s) passed by systemd", len(inherited))
         else:
             path = self.config.api.socket
             api.prepare_socket_path(path)
-            await web.UnixSite(self.runner, str(path)).start()
+            await web.UnixSite(runner, str(path)).start()
             api.secure_socket(path, self.config.api)
             log.info("serving on %s", path)
         listen = legacy.compat_listen(self.config.compat)
         if listen:
+            tcp = await self._runner(api.make_app(self.agent, self.config.api, json_api=False))
             try:
-                await web.TCPSite(self.runner, *listen).start()
+                await web.TCPSite(tcp, *listen).start()
                 log.info("legacy license.api also on TCP %s:%d", *listen)
             except OSError as exc:
                 log.error("cannot listen on [compat] listen %s:%d (%s); license.api stays on the socket only",
@@ -102,8 +107,8 @@ class Daemon:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self.runner is not None:
-            await self.runner.cleanup()  # handlers still waiting on the server are cancelled after the grace
+        for runner in self.runners:
+            await runner.cleanup()  # handlers still waiting on the server are cancelled after the grace
         return 0
 
 

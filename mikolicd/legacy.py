@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from . import api, protocol, regnum
 from .agent import TRIAL_FIELDS, Agent, AgentError
@@ -102,7 +103,7 @@ async def _fields(request: web.Request) -> Fields:
     if request.content_type == MULTIPART:
         try:
             form = await request.post()
-        except ValueError:
+        except (ValueError, HttpProcessingError):
             raise Failure(400, "the multipart body is malformed") from None
         if len(form) > MAX_FIELDS or not all(isinstance(v, str) for v in form.values()):
             raise Failure(400, f"the body must hold at most {MAX_FIELDS} text fields and no files")

@@ -17,7 +17,7 @@ def _normalise(text: object, pattern: re.Pattern[str], what: str, example: str) 
         raise FormatError(f"the {what} must be a string like {example}")
     value = text.strip().upper()
     if not pattern.fullmatch(value):
-        raise FormatError(f"{text.strip()[:40]!r} is not a {what}: expected {example} (letters A-Z and digits)")
+        raise FormatError(f"that is not a {what}: expected {example} (letters A-Z and digits)")
     return value
 
 

@@ -54,15 +54,18 @@ class AgentProcess:
     """`mikolicd run` with its own config, state directory, socket and hardware root."""
 
     def __init__(self, base: Path, name: str, server_url: str, trusted_keys: Path, ca: Path, hw_root: Path,
-                 extra: str = "", schedule: str = 'check_interval = "1h"\nretry_max_delay = "2s"'):
+                 extra: str = "", schedule: str = 'check_interval = "1h"\nretry_max_delay = "2s"',
+                 timeout: str = "3s"):
         self.dir = base / name
+        self.hw_root = hw_root
         self.dir.mkdir(parents=True, exist_ok=True)
         self.sock = self.dir / "mikolicd.sock"
         self.state = self.dir / "state"
         self.log = self.dir / "agent.log"
         self.config = self.dir / "mikolicd.toml"
         self.config.write_text(
-            f'[server]\nurl = "{server_url}"\ntrusted_keys = "{trusted_keys}"\nca_file = "{ca}"\ntimeout = "3s"\n\n'
+            f'[server]\nurl = "{server_url}"\ntrusted_keys = "{trusted_keys}"\nca_file = "{ca}"\n'
+            f'timeout = "{timeout}"\n\n'
             f'[storage]\nstate_dir = "{self.state}"\n\n[api]\nsocket = "{self.sock}"\n\n'
             f'[schedule]\n{schedule}\n\n[hardware]\nroot = "{hw_root}"\ndmidecode = ""\n{extra}')
         self.proc: subprocess.Popen | None = None

@@ -26,6 +26,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from agentproc import AgentProcess
+from hosts import pbx_box
 from mikolicd import fingerprint, protocol
 from mikolicd.devpki import make_pki
 from mikolicd.refserver.signing import Signer, ensure_key
@@ -33,6 +35,8 @@ from mikolicd.store import State, Store, Validation
 
 DAY = 86400
 TTL = 14 * DAY
+NUMBER = "MIKO-FAULT-TESTS-AAAAA-00001"
+RETRY_MAX_DELAY = 1.0
 LICENSE_PATHS = (protocol.ACTIVATION, protocol.VALIDATION)
 TLS_MODES = ("good", "self_signed", "other_name", "expired", "unknown_ca")
 
@@ -151,14 +155,12 @@ class Hang:
 class Huge:
     """A JSON-looking body far over any sane size: the client must stop reading at its own cap."""
 
-    size: int = 32 * 1024 * 1024
+    size: int = 8 * 1024 * 1024
 
     async def respond(self, request: Request, writer: asyncio.StreamWriter) -> None:
         writer.write(_head(200, {"Content-Type": "application/json", "Content-Length": str(self.size)}))
-        chunk = b" " * 65536
-        for _ in range(self.size // len(chunk)):
-            if writer.is_closing() or request.reader.at_eof():
-                return
+        chunk = b" " * (self.size // 4)  # few writes, so a client that hangs up early causes little noise
+        for _ in range(4):
             writer.write(chunk)
             await writer.drain()
 
@@ -286,3 +288,12 @@ def seed_state(state_dir: Path, signer: Signer, hw_root: Path, number: str, *, i
     document = signer.sign(license_claims(number, host_components(hw_root), iat, exp))
     Store(state_dir).save(State(number, document, Validation(iat, "ok"), clock_high_water))
     return document
+
+
+def fault_agent(base: Path, name: str, server: BadServer, url: str | None = None, seed: int = 7) -> AgentProcess:
+    """A daemon on fake host `seed` trusting `server`'s keys and CA: 1 s timeouts, retries capped at 1 s."""
+    hw = base / f"hw-{seed}"
+    if not hw.exists():
+        pbx_box(hw, seed)
+    return AgentProcess(base, name, url or server.url, server.trusted_keys, server.ca, hw, timeout="1s",
+                        schedule=f'check_interval = "1h"\nretry_max_delay = "{RETRY_MAX_DELAY:.0f}s"')

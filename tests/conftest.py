@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from agentproc import AgentProcess
+from badserver import NUMBER, BadServer, fault_agent
 from mikolicd import regnum
 from mikolicd.devpki import Pki, make_pki
 
@@ -133,3 +135,38 @@ def refserver_factory(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Ite
 @pytest.fixture(scope="module")
 def refserver(refserver_factory: Callable[..., RefServer]) -> RefServer:
     return refserver_factory().start()
+
+
+@pytest.fixture(scope="module")
+def badserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BadServer]:
+    """One misbehaving server per module; `reset()` makes it an honest licensing server again."""
+    server = BadServer(tmp_path_factory.mktemp("badserver")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fault_agents(tmp_path_factory: pytest.TempPathFactory,
+                 badserver: BadServer) -> Iterator[Callable[..., AgentProcess]]:
+    """Daemons for fault tests, made but not started; every one is stopped (by pid) when the test ends."""
+    base = tmp_path_factory.mktemp("fault-agents")
+    made: list[AgentProcess] = []
+
+    def make(server: BadServer | RefServer = badserver, url: str | None = None, seed: int = 7) -> AgentProcess:
+        agent = fault_agent(base, f"agent-{len(made)}", server, url, seed)
+        made.append(agent)
+        return agent
+
+    yield make
+    for agent in made:
+        agent.stop()
+
+
+@pytest.fixture(scope="module")
+def licensed_agent(tmp_path_factory: pytest.TempPathFactory, badserver: BadServer) -> Iterator[AgentProcess]:
+    """One daemon per module, activated against the honest badserver, shared by parametrized fault tests."""
+    agent = fault_agent(tmp_path_factory.mktemp("licensed"), "agent", badserver).start()
+    code, status = agent.call("POST", "/v1/activation", {"registration_number": NUMBER})
+    assert code == 200 and status["state"] == "active", status
+    yield agent
+    agent.stop()

@@ -96,9 +96,10 @@ def daemons(base: Path, refserver: RefServer) -> Iterator:
     """Agents on distinct fake hosts; every one is stopped (by pid) when the module ends."""
     made: list[AgentProcess] = []
 
-    def make(name: str, seed: int, compat: str) -> AgentProcess:
+    def make(name: str, seed: int, compat: str, timeout: str = "3s") -> AgentProcess:
         agent = AgentProcess(base, name, refserver.url, refserver.trusted_keys, refserver.ca,
-                             pbx_box(base / f"hw-{name}", seed).root, extra=f"\n[compat]\n{compat}\n")
+                             pbx_box(base / f"hw-{name}", seed).root, extra=f"\n[compat]\n{compat}\n",
+                             timeout=timeout)
         made.append(agent)
         return agent
 
@@ -116,11 +117,7 @@ def port() -> int:
 def pbx(daemons, port: int) -> AgentProcess:
     """The PBX's own agent, on loopback TCP too. Its server timeout outlasts the PHP client's, so a call
     that waited for the licensing server would make the client give up."""
-    agent = daemons("pbx", 41, f'listen = "127.0.0.1:{port}"')
-    config = agent.config.read_text()
-    assert 'timeout = "3s"' in config
-    agent.config.write_text(config.replace('timeout = "3s"', 'timeout = "60s"'))
-    return agent.start()
+    return daemons("pbx", 41, f'listen = "127.0.0.1:{port}"', timeout="60s").start()
 
 
 @pytest.fixture(scope="module")
@@ -318,10 +315,13 @@ def test_json_body_is_refused_with_400(legacy):
     assert status == 400 and "application/x-www-form-urlencoded" in body["error"]
 
 
-@pytest.mark.parametrize("raw", [b"feature", b"feature=%FF%FE"], ids=["no-equals-sign", "not-utf8"])
-def test_malformed_form_body_is_refused_with_400(legacy, raw):
-    status, body = legacy.http("POST", "/license.api/featureavailable", raw,
-                               {"Content-Type": "application/x-www-form-urlencoded"})
+@pytest.mark.parametrize("content_type, raw", [
+    ("application/x-www-form-urlencoded", b"feature"),
+    ("application/x-www-form-urlencoded", b"feature=%FF%FE"),
+    ("multipart/form-data; boundary=xyz", b"--xyz\r\nnot a header line\r\n\r\n33\r\n--xyz--\r\n"),
+], ids=["no-equals-sign", "not-utf8", "broken-multipart"])
+def test_malformed_form_body_is_refused_with_400(legacy, content_type, raw):
+    status, body = legacy.http("POST", "/license.api/featureavailable", raw, {"Content-Type": content_type})
     assert status == 400 and "malformed" in body["error"]
 
 
@@ -392,3 +392,12 @@ def test_license_xml_escapes_markup_and_drops_characters_xml_cannot_carry():
     assert root.get("companyname") == 'A & B <"C">'
     assert root.find("product").attrib == {"id": "11", "name": "MikoPBX", "trial": "0", "expired": ""}
     assert root.find("product/feature").get("count") == "5"
+
+
+def test_tcp_listener_serves_only_the_legacy_api(pbx, port):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/v1/status")
+        assert conn.getresponse().status == 404
+    finally:
+        conn.close()
