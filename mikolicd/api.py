@@ -1,6 +1,7 @@
 """The local HTTP/JSON API on a Unix socket: reads for any peer, writes for admins (SO_PEERCRED)."""
 from __future__ import annotations
 
+import asyncio
 import grp
 import json
 import logging
@@ -21,6 +22,8 @@ from .config import Api
 log = logging.getLogger("mikolicd.api")
 
 MAX_BODY = 64 * 1024
+# aiohttp bounds the wait for a request head (keep-alive timeout) but not for its body.
+BODY_TIMEOUT = 10.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -68,7 +71,10 @@ def require_admin(request: web.Request) -> None:
 
 
 async def json_body(request: web.Request, allowed: set[str]) -> dict[str, Any]:
-    raw = await request.read()
+    try:
+        raw = await asyncio.wait_for(request.read(), BODY_TIMEOUT)
+    except asyncio.TimeoutError:
+        raise AgentError(408, "request_timeout", f"the request body did not arrive within {BODY_TIMEOUT:g}s") from None
     try:
         body = json.loads(raw or b"{}")
     except (ValueError, UnicodeDecodeError):

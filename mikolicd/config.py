@@ -132,7 +132,7 @@ class Compat:
 class Schedule:
     check_interval: float = _key(_positive_duration, 6 * 3600.0)
     jitter: float = _key(_fraction, 0.1)
-    retry_max_delay: float = _key(_positive_duration, 3600.0)
+    retry_max_delay: float = _key(_positive_duration, 6 * 3600.0)
 
 
 @dataclass(frozen=True)

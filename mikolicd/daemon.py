@@ -21,6 +21,8 @@ SHUTDOWN_GRACE = 2.0
 # A connection must deliver a whole request head within this, counted from connect or from the last
 # response: aiohttp starts its keep-alive timer at connect, so it also cuts off stalled half requests.
 IDLE_TIMEOUT = 10.0
+# Room for a burst of local clients (PHP workers) while the loop is busy: curl's connect fails, not waits.
+LISTEN_BACKLOG = 1024
 
 
 def describe(verdict: Verdict) -> str:
@@ -53,7 +55,7 @@ class Daemon:
         else:
             path = self.config.api.socket
             api.prepare_socket_path(path)
-            await web.UnixSite(runner, str(path)).start()
+            await web.UnixSite(runner, str(path), backlog=LISTEN_BACKLOG).start()
             api.secure_socket(path, self.config.api)
             log.info("serving on %s", path)
         listen = legacy.compat_listen(self.config.compat)

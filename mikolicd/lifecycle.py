@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from .fingerprint import Match
@@ -49,6 +49,7 @@ class Verdict:
     reason: str
     grace_until: float | None = None
     clock_unknown: bool = False
+    judged_at: float = 0.0  # the effective time the dates were judged at
 
     @property
     def usable(self) -> bool:
@@ -68,6 +69,11 @@ def _day(ts: float) -> dt.date:
 
 
 def evaluate(facts: Facts) -> Verdict:
+    """The verdict, stamped with the time its dates were judged at, so feature checks use the same clock."""
+    return replace(_judge(facts), judged_at=effective_time(facts)[0])
+
+
+def _judge(facts: Facts) -> Verdict:
     S = LicenseState
     if not facts.registration_number:
         return Verdict(S.UNLICENSED, "no registration number: register a trial or activate a number")
@@ -118,6 +124,6 @@ def feature_status(verdict: Verdict, lic: License | None, feature_id: int, now: 
     expires = product.expires.isoformat() if product.expires else None
     if not verdict.usable:
         return FeatureStatus(feature_id, False, f"license is {verdict.state.value}: {verdict.reason}", expires)
-    if product.expires is not None and _day(max(now, lic.issued_at)) > product.expires:
+    if product.expires is not None and _day(max(now, lic.issued_at, verdict.judged_at)) > product.expires:
         return FeatureStatus(feature_id, False, f"{product.name} ended on {expires}", expires)
     return FeatureStatus(feature_id, True, "licensed", expires)

@@ -1,8 +1,8 @@
-"""A licensing server that misbehaves on demand: real HTTPS on 127.0.0.1, one behaviour per path.
+"""A licensing server that misbehaves on demand, and the daemon-side checks fault tests share.
 
-Fault tests need answers no honest server gives (truncated, endless, forged, never sent) and TLS
-certificates that must fail, so this server speaks raw HTTP/1.1 over asyncio in a thread, counts every
-request per path, and by default acts as a minimal licensing server whose documents verify.
+Fault tests need answers no honest server gives (truncated, huge, forged, never sent) and TLS
+certificates that must fail, so this server speaks raw HTTP/1.1 over asyncio in a thread on 127.0.0.1,
+counts every request per path, and by default acts as a minimal licensing server whose documents verify.
 """
 from __future__ import annotations
 
@@ -234,12 +234,13 @@ class BadServer:
         entry = self.contexts["good"]
         entry.sni_callback = self._choose_certificate  # picks the certificate of the current mode per handshake
         self.thread.start()
-        server = asyncio.run_coroutine_threadsafe(
+        self.server = asyncio.run_coroutine_threadsafe(
             asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=entry), self.loop).result(10)
-        self.port = server.sockets[0].getsockname()[1]
+        self.port = self.server.sockets[0].getsockname()[1]
         return self
 
     def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.server.close)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
 
@@ -297,3 +298,24 @@ def fault_agent(base: Path, name: str, server: BadServer, url: str | None = None
         pbx_box(hw, seed)
     return AgentProcess(base, name, url or server.url, server.trusted_keys, server.ca, hw, timeout="1s",
                         schedule=f'check_interval = "1h"\nretry_max_delay = "{RETRY_MAX_DELAY:.0f}s"')
+
+
+# ---------------------------------------------------------------------- the daemon's side
+def stored_document(agent: AgentProcess) -> str:
+    return json.loads((agent.state / "state.json").read_text())["document"]
+
+
+def validate(agent: AgentProcess) -> dict:
+    """POST /v1/validation: it answers the new status whatever the server did."""
+    code, status = agent.call("POST", "/v1/validation")
+    assert code == 200, status
+    return status
+
+
+def assert_kept_in_grace(agent: AgentProcess, status: dict, document: str, message: str) -> None:
+    """The contract for every fault short of a refusal: grace, same document, seat still usable, told why."""
+    assert status["state"] == "grace", status
+    assert status["last_validation"]["outcome"] == "unreachable"
+    assert message in status["last_validation"]["message"] and message in status["reason"]
+    assert stored_document(agent) == document
+    assert agent.call("GET", "/v1/features/33")[1]["available"] is True

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agentproc import AgentProcess
-from badserver import NUMBER, BadServer, fault_agent
+from badserver import NUMBER, BadServer, fault_agent, validate
 from mikolicd import regnum
 from mikolicd.devpki import Pki, make_pki
 
@@ -163,10 +163,19 @@ def fault_agents(tmp_path_factory: pytest.TempPathFactory,
 
 
 @pytest.fixture(scope="module")
-def licensed_agent(tmp_path_factory: pytest.TempPathFactory, badserver: BadServer) -> Iterator[AgentProcess]:
+def licensed_daemon(tmp_path_factory: pytest.TempPathFactory, badserver: BadServer) -> Iterator[AgentProcess]:
     """One daemon per module, activated against the honest badserver, shared by parametrized fault tests."""
     agent = fault_agent(tmp_path_factory.mktemp("licensed"), "agent", badserver).start()
     code, status = agent.call("POST", "/v1/activation", {"registration_number": NUMBER})
     assert code == 200 and status["state"] == "active", status
     yield agent
     agent.stop()
+
+
+@pytest.fixture
+def licensed_agent(licensed_daemon: AgentProcess, badserver: BadServer) -> Iterator[AgentProcess]:
+    """The module's daemon, just validated against an honest server; the server is honest again afterwards."""
+    badserver.reset()
+    assert validate(licensed_daemon)["state"] == "active"
+    yield licensed_daemon
+    badserver.reset()

@@ -31,7 +31,6 @@ SEED = 7301
 KILL_ITERATIONS = {"activation": 67, "validation": 67, "coupon": 67}  # 201 kills in all
 FULL_START_EVERY = 25
 FORK_START_TIMEOUT = 10.0
-TIMES = Counter()
 
 
 @pytest.fixture(scope="module")
@@ -180,21 +179,15 @@ def test_kill_9_during_a_write_leaves_the_old_or_the_new_license(kind, agents, r
     try:
         for iteration in range(1, KILL_ITERATIONS[kind] + 1):
             before = store.load()
-            t0 = time.monotonic()
             daemon.start()
-            TIMES["start"] += time.monotonic() - t0
-            t0 = time.monotonic()
             answered = send_and_kill(daemon, request_bytes("POST", paths[kind], body()),
                                      random.uniform(0, window))
-            TIMES["send"] += time.monotonic() - t0
-            t0 = time.monotonic()
             after = store.load()
-            TIMES["load"] += time.monotonic() - t0
             assert set_aside(agent) == [], f"iteration {iteration}: a state file was damaged"
             assert after.registration_number == number
             old, new = license_of(before, keys), license_of(after, keys)
             assert after.document == before.document or new.issued_at >= old.issued_at
-            outcomes["new" if after.document != before.document else "old"] += 1
+            outcomes["new" if after != before else "old"] += 1
             outcomes["answered"] += answered
             if iteration % FULL_START_EVERY == 0:
                 assert agent.start().status()["state"] == "active", agent.log_text()[-800:]
@@ -203,7 +196,7 @@ def test_kill_9_during_a_write_leaves_the_old_or_the_new_license(kind, agents, r
         licensing.db.close()
     iterations = outcomes["old"] + outcomes["new"]
     record_property("kill9_iterations", iterations)
-    print(f"kill -9 during {kind}: {iterations} iterations, {dict(outcomes)}, window {window:.3f}s", TIMES)
+    print(f"kill -9 during {kind}: {iterations} iterations, {dict(outcomes)}, window {window:.3f}s")
     assert iterations == KILL_ITERATIONS[kind]
 
 
@@ -320,7 +313,7 @@ def test_a_corrupt_state_file_without_a_previous_generation_leaves_the_daemon_ru
 
 # ---------------------------------------------------------------------------------------- corrupt config
 @pytest.mark.parametrize("section,line,named", [
-    ("server", 'timeout = "soon"', "[server] timeout: expected a duration"),
+    ("server", 'proxy = "ftp://proxy.example"', '[server] proxy: expected "" or a proxy URL'),
     ("api", 'socket_mode = "rw-rw----"', "[api] socket_mode: expected a file mode"),
     ("schedule", "jitter = 2", "[schedule] jitter: expected a fraction"),
     ("storage", 'state_directory = "/srv"', "[storage] state_directory: unknown key"),

@@ -12,9 +12,13 @@ def test_next_check_stays_within_the_jitter_band(rand):
     assert 0.9 * 6 * 3600 <= delay <= 1.1 * 6 * 3600
 
 
-def test_backoff_grows_with_failures():
+def test_two_quick_retries_catch_a_blip():
     assert retry_delay(POLICY, 1, 1.0) == FIRST_RETRY
-    assert retry_delay(POLICY, 3, 1.0) == 4 * FIRST_RETRY
+    assert retry_delay(POLICY, 2, 1.0) == 2 * FIRST_RETRY
+
+
+def test_after_the_quick_retries_the_gap_is_long_and_jittered():
+    assert 1800 <= retry_delay(POLICY, 3, 0.0) < retry_delay(POLICY, 3, 0.99) <= 3600
 
 
 def test_backoff_is_capped_at_retry_max_delay():

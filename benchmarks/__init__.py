@@ -1,0 +1,1 @@
+"""Benchmarks for mikolicd and their targets; run `python -m benchmarks.run [--quick]`."""
