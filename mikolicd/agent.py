@@ -18,6 +18,7 @@ from typing import Any, Callable
 from . import __version__, fingerprint, journal, protocol, regnum
 from .client import LicensingClient, ServerRefused, Unreachable
 from .config import Config
+from .httpserver import HTTPError
 from .lifecycle import PLAUSIBLE_SINCE, Facts, LicenseState, Verdict, evaluate, feature_status
 from .license import DocumentError, License, load_trusted_keys, verify
 from .schedule import Policy, first_check, next_check, retry_delay
@@ -31,13 +32,13 @@ HIGH_WATER_STEP = 3600.0
 METRICS_EVERY = 86400.0
 
 
-class AgentError(Exception):
+class AgentError(HTTPError):
     """An answer for the API caller: HTTP status, snake_case code, a message for the admin."""
 
     def __init__(self, status: int, code: str, message: str, server_code: int | None = None,
                  retry_after: float | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.server_code = status, code, message, server_code
+        super().__init__(status, message)
+        self.code, self.server_code = code, server_code
         self.retry_after = retry_after  # the server's own Retry-After, for the schedule
 
 

@@ -8,21 +8,15 @@ import signal
 import sys
 from pathlib import Path
 
-from aiohttp import web
-
 from . import api, config as configuration, journal, legacy
 from .agent import Agent
+from .httpserver import Server
 from .lifecycle import Verdict
 from .notify import Notifier, listen_fds
 
 log = logging.getLogger("mikolicd")
 
 SHUTDOWN_GRACE = 2.0
-# A connection must deliver a whole request head within this, counted from connect or from the last
-# response: aiohttp starts its keep-alive timer at connect, so it also cuts off stalled half requests.
-IDLE_TIMEOUT = 10.0
-# Room for a burst of local clients (PHP workers) while the loop is busy: curl's connect fails, not waits.
-LISTEN_BACKLOG = 1024
 
 
 def describe(verdict: Verdict) -> str:
@@ -36,33 +30,28 @@ class Daemon:
         self.notifier = Notifier.from_env()
         self.stop = asyncio.Event()
         self.agent = Agent(cfg, on_state=lambda v: self.notifier.status(describe(v)))
-        self.runners: list[web.AppRunner] = []
-
-    async def _runner(self, app: web.Application) -> web.AppRunner:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                               shutdown_timeout=SHUTDOWN_GRACE, keepalive_timeout=IDLE_TIMEOUT)
-        await runner.setup()
-        self.runners.append(runner)
-        return runner
+        self.servers: list[Server] = []
 
     async def _serve(self) -> None:
-        runner = await self._runner(api.make_app(self.agent, self.config.api))
+        server = api.make_server(self.agent, self.config.api)
+        self.servers.append(server)
         inherited = listen_fds()
         if inherited:
             for sock in inherited:
-                await web.SockSite(runner, sock).start()
+                await server.listen_socket(sock)
             log.info("serving on %d socket(s) passed by systemd", len(inherited))
         else:
             path = self.config.api.socket
             api.prepare_socket_path(path)
-            await web.UnixSite(runner, str(path), backlog=LISTEN_BACKLOG).start()
+            await server.listen_unix(str(path))
             api.secure_socket(path, self.config.api)
             log.info("serving on %s", path)
         listen = legacy.compat_listen(self.config.compat)
         if listen:
-            tcp = await self._runner(api.make_app(self.agent, self.config.api, json_api=False))
+            tcp = api.make_server(self.agent, self.config.api, json_api=False)
+            self.servers.append(tcp)
             try:
-                await web.TCPSite(tcp, *listen).start()
+                await tcp.listen_tcp(*listen)
                 log.info("legacy license.api also on TCP %s:%d", *listen)
             except OSError as exc:
                 log.error("cannot listen on [compat] listen %s:%d (%s); license.api stays on the socket only",
@@ -109,8 +98,8 @@ class Daemon:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for runner in self.runners:
-            await runner.cleanup()  # handlers still waiting on the server are cancelled after the grace
+        for server in self.servers:
+            await server.close(SHUTDOWN_GRACE)  # answers still waiting on the licensing server are cut
         return 0
 
 

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote
 
-from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
+from email import message_from_bytes
+from email.policy import HTTP
 
-from . import api, protocol, regnum
+from . import protocol, regnum
 from .agent import TRIAL_FIELDS, Agent, AgentError
 from .config import Compat
+from .httpserver import Request, Response, Router, json_response
 
 log = logging.getLogger("mikolicd.legacy")
 
@@ -85,40 +86,46 @@ def compat_listen(compat: Compat) -> tuple[str, int] | None:
     return host, port
 
 
-def _authorise_change(request: web.Request) -> None:
+def _authorise_change(request: Request, require_admin: Callable[[Request], None]) -> None:
     """Socket peers by the JSON API's admin rule; TCP peers, which have no credentials, only from loopback."""
-    sock = request.transport.get_extra_info("socket") if request.transport else None
-    if sock is not None and sock.family == socket.AF_UNIX:
-        api.require_admin(request)
+    if request.peer.uid is not None:
+        require_admin(request)
         return
-    peer = request.transport.get_extra_info("peername") if request.transport else None
-    if not peer or not _loopback(peer[0]):
+    if not request.peer.address or not _loopback(request.peer.address):
         raise Failure(403, "license.api accepts changes over TCP only from this host (a loopback address)")
 
 
 # ---------------------------------------------------------------------- request and answer
-async def _fields(request: web.Request) -> Fields:
+def _multipart(request: Request) -> Fields:
+    """PHP's curl sends an array of fields as multipart/form-data; the standard e-mail parser reads it."""
+    message = message_from_bytes(f"Content-Type: {request.headers.get('content-type', '')}\r\n\r\n".encode()
+                                 + request.body, policy=HTTP)
+    parts = list(message.iter_parts()) if message.is_multipart() else []
+    if not parts or message.defects or any(p.defects for p in parts):
+        raise Failure(400, "the multipart body is malformed")
+    if len(parts) > MAX_FIELDS or any(p.get_filename() or p.get_param("name", header="content-disposition") is None
+                                      for p in parts):
+        raise Failure(400, f"the body must hold at most {MAX_FIELDS} named text fields and no files")
+    try:
+        return {str(p.get_param("name", header="content-disposition")): p.get_content() for p in parts}
+    except (LookupError, ValueError, TypeError):
+        raise Failure(400, "the multipart body is malformed") from None
+
+
+def _fields(request: Request) -> Fields:
     """Query string and body together: some methods carry their parameters in the URL and send no body."""
-    fields = dict(request.query)
+    if not request.body:
+        return dict(request.query)
     if request.content_type == MULTIPART:
-        try:
-            form = await request.post()
-        except (ValueError, HttpProcessingError):
-            raise Failure(400, "the multipart body is malformed") from None
-        if len(form) > MAX_FIELDS or not all(isinstance(v, str) for v in form.values()):
-            raise Failure(400, f"the body must hold at most {MAX_FIELDS} text fields and no files")
-        return fields | {k: str(v) for k, v in form.items()}
-    body = await request.read()
-    if not body:
-        return fields
+        return request.query | _multipart(request)
     if request.content_type != FORM:
         raise Failure(400, f"the body must be {FORM} (or {MULTIPART}), not {request.content_type[:60]}")
     try:
-        pairs = parse_qsl(body.decode(request.charset or "utf-8"), keep_blank_values=True, strict_parsing=True,
+        pairs = parse_qsl(request.body.decode("utf-8"), keep_blank_values=True, strict_parsing=True,
                           errors="strict", max_num_fields=MAX_FIELDS)
     except (ValueError, UnicodeDecodeError):
         raise Failure(400, "the form body is malformed: expected name=value pairs joined by & in UTF-8") from None
-    return fields | dict(pairs)
+    return request.query | dict(pairs)
 
 
 def _number(fields: Fields, name: str, example: str) -> int:
@@ -266,32 +273,24 @@ METHODS: dict[str, Method] = {
 }
 
 
-def _failure(status: int, message: str) -> web.Response:
-    return web.json_response({"error": regnum.mask(message)}, status=status)
+def failure(status: int, message: str) -> Response:
+    return json_response({"error": regnum.mask(message)}, status)
 
 
-def routes(agent: Agent) -> web.RouteTableDef:
-    r = web.RouteTableDef()
-
-    @r.route("*", PREFIX + "{method}")
-    async def license_api(request: web.Request) -> web.Response:
-        method = METHODS.get(request.match_info["method"].lower())
+def add_routes(router: Router, agent: Agent, require_admin: Callable[[Request], None]) -> None:
+    async def license_api(request: Request) -> Response:
+        method = METHODS.get(request.params["method"].lower())
         if method is None:
-            return _failure(404, f"Unknown license.api method; known methods: {', '.join(METHODS)}")
+            return failure(404, f"Unknown license.api method; known methods: {', '.join(METHODS)}")
         if request.method not in ("GET", "POST"):
-            return _failure(405, "license.api accepts GET and POST")
+            return failure(405, "license.api accepts GET and POST")
         try:
             if method.changes:
-                _authorise_change(request)
-            return web.json_response(await method.run(agent, await _fields(request)))
+                _authorise_change(request, require_admin)
+            return json_response(await method.run(agent, _fields(request)))
         except Failure as exc:
-            return _failure(exc.status, exc.message)
+            return failure(exc.status, exc.message)
         except AgentError as exc:
-            return _failure(exc.status, _why(exc))
-        except web.HTTPRequestEntityTooLarge:
-            return _failure(413, f"request bodies are limited to {api.MAX_BODY // 1024} KiB")
-        except Exception:
-            log.exception("unexpected error while serving %s %s", request.method, request.path)
-            return _failure(500, "internal error; see the journal of mikolicd")
+            return failure(exc.status, _why(exc))
 
-    return r
+    router.add("*", PREFIX + "{method}", license_api)

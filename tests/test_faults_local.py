@@ -313,10 +313,12 @@ def test_a_corrupt_state_file_without_a_previous_generation_leaves_the_daemon_ru
 
 # ---------------------------------------------------------------------------------------- corrupt config
 @pytest.mark.parametrize("section,line,named", [
-    ("server", 'proxy = "ftp://proxy.example"', '[server] proxy: expected "" or a proxy URL'),
-    ("api", 'socket_mode = "rw-rw----"', "[api] socket_mode: expected a file mode"),
-    ("schedule", "jitter = 2", "[schedule] jitter: expected a fraction"),
-    ("storage", 'state_directory = "/srv"', "[storage] state_directory: unknown key"),
+    pytest.param("server", 'proxy = "ftp://proxy.example"', '[server] proxy: expected "" or a proxy URL',
+                 id="bad proxy"),
+    pytest.param("api", 'socket_mode = "rw-rw----"', "[api] socket_mode: expected a file mode", id="bad mode"),
+    pytest.param("schedule", "jitter = 2", "[schedule] jitter: expected a fraction", id="bad jitter"),
+    pytest.param("storage", 'state_directory = "/srv"', "[storage] state_directory: unknown key",
+                 id="unknown key"),
 ])
 def test_a_corrupt_config_is_refused_naming_the_key_and_its_line(section, line, named, agents):
     agent = agents()

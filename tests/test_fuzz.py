@@ -17,7 +17,7 @@ from hosts import pbx_box
 from mikolicd import legacy
 from mikolicd.agent import TRIAL_FIELDS
 
-EXAMPLES = 60
+EXAMPLES = 100
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 WRITES: dict[tuple[str, str], frozenset[str]] = {

@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +18,7 @@ import pytest
 
 from agentproc import AgentProcess, uds_call
 from hosts import pbx_box
-from mikolicd.api import MAX_BODY
-from mikolicd.daemon import IDLE_TIMEOUT
+from mikolicd.httpserver import HEAD_TIMEOUT, MAX_BODY
 
 RSS_HEADROOM = 64 * 1024 * 1024
 CONCURRENT = 500
@@ -101,7 +99,7 @@ MALFORMED: dict[str, tuple[bytes, set[int | None]]] = {
     "a flood of 10000 headers": (request("GET", "/v1/health", *(f"X-Flood-{i}: {i}" for i in range(10_000))),
                                  {400, 431, CLOSED}),
     "a 1 MiB header": (request("GET", "/v1/health", "X-Big: " + "a" * (1 << 20)), {400, 431, CLOSED}),
-    "a 1 MiB request line": (request("GET", "/v1/" + "a" * (1 << 20)), {400, 414, CLOSED}),
+    "a 1 MiB request line": (request("GET", "/v1/" + "a" * (1 << 20)), {400, 414, 431, CLOSED}),
     "a header without a colon": (request("GET", "/v1/health", "no colon here"), {400, CLOSED}),
     "a negative content length": (request("POST", "/v1/validation", "Content-Length: -5"), {400, CLOSED}),
     "content length and chunked together": (
@@ -174,7 +172,7 @@ STALLS: dict[str, bytes] = {
 
 
 def test_stalled_clients_are_cut_off_without_blocking_others(target):
-    bound = 3 * IDLE_TIMEOUT
+    bound = 3 * HEAD_TIMEOUT
     stalled = {name: connect(target.agent.sock, bound) for name in STALLS}
     try:
         for name, conn in stalled.items():
@@ -184,8 +182,7 @@ def test_stalled_clients_are_cut_off_without_blocking_others(target):
     finally:
         for conn in stalled.values():
             conn.close()
-    assert received.pop("a stalled body").startswith(b"HTTP/1.1 408")
-    assert received == {name: b"" for name in received}
+    assert [name for name, data in received.items() if data and not data.startswith(b"HTTP/1.1 408")] == []
     target.assert_serving()
 
 
