@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import random
 import re
@@ -95,6 +96,7 @@ class Agent:
         self.next_check: float | None = None
         self.last_error: str | None = None
         self.sessions: dict[str, int] = dict(self.state.extra.get("sessions", {}))
+        self._status_cache: tuple[tuple, bytes] | None = None
 
     # ---------------------------------------------------------------- pure-ish views
     @staticmethod
@@ -132,6 +134,15 @@ class Agent:
                               registration_number=self.state.registration_number)
             self.on_state(verdict)
         return verdict
+
+    def status_body(self) -> bytes:
+        """The status as JSON, rebuilt only when something it shows has changed: the web admin polls it."""
+        verdict = self.refresh()
+        key = (verdict.state, verdict.reason, verdict.grace_until, verdict.clock_unknown, self.state, self.loaded,
+               self.next_check, int(time.time() // 86400))
+        if self._status_cache is None or self._status_cache[0] != key:
+            self._status_cache = (key, json.dumps(self.status(), ensure_ascii=False).encode())
+        return self._status_cache[1]
 
     def status(self) -> dict[str, Any]:
         verdict = self.refresh()

@@ -88,7 +88,7 @@ def add_routes(router: Router, agent: Agent, api: Api) -> None:
         return agent.feature(int(raw))
 
     read("/v1/health", lambda _: {"ok": True, "state": agent.verdict.state.value})
-    read("/v1/status", lambda _: agent.status())
+    router.add("GET", "/v1/status", lambda _: Response(200, agent.status_body()))
     read("/v1/license", lambda _: agent.license_view())
     read("/v1/features/{feature}", feature)
     read("/v1/fingerprint", lambda _: agent.fingerprint_report())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -88,6 +89,7 @@ class Daemon:
         journal.event(log, logging.INFO, f"mikolicd started; {describe(verdict)}",
                       message_id=journal.STATE_CHANGED, state=verdict.state.value,
                       registration_number=self.agent.state.registration_number)
+        gc.freeze()  # start-up objects live forever: keep them out of every later collection
         self.notifier.ready(describe(verdict))
         tasks = [asyncio.create_task(self.agent.run(self.stop))]
         if self.notifier.watchdog_interval:

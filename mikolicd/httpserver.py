@@ -25,8 +25,9 @@ log = logging.getLogger("mikolicd.http")
 MAX_BODY = 64 * 1024
 MAX_HEADERS = 64
 MAX_HEAD_BYTES = 16 * 1024
-HEAD_TIMEOUT = 10.0  # a peer that has not sent its request head, or then its body, by then is cut off
-IDLE_TIMEOUT = 5.0  # keep-alive connections with nothing to do
+# From connect, or from its last answer, a peer has this long to send a whole request (head and body);
+# idle keep-alive connections end after it too.
+REQUEST_TIMEOUT = 10.0
 MAX_PIPELINED = 16
 LINGER = 2.0  # after the last answer, how long a peer that keeps sending is read and ignored
 BACKLOG = 512  # a burst of PHP workers connecting at once must queue, not be refused
@@ -131,8 +132,11 @@ def _peer(transport: asyncio.BaseTransport) -> Peer:
     return Peer(address=name[0] if isinstance(name, tuple) else None)
 
 
+_REASONS = {status.value: status.phrase for status in HTTPStatus}
+
+
 def _head(status: int, length: int, content_type: str, keep_alive: bool) -> bytes:
-    reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Status"
+    reason = _REASONS.get(status, "Status")
     return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}; charset=utf-8\r\n"
             f"Content-Length: {length}\r\nConnection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n").encode()
 
@@ -170,7 +174,7 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.server.connections.add(self)
-        self._arm(HEAD_TIMEOUT)
+        self._arm(REQUEST_TIMEOUT)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
@@ -199,7 +203,6 @@ class Connection(asyncio.Protocol):
     # ---------------------------------------------------------------- parser callbacks
     def on_message_begin(self) -> None:
         self._reset()
-        self._arm(HEAD_TIMEOUT)
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
@@ -212,7 +215,6 @@ class Connection(asyncio.Protocol):
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
-        self._arm(HEAD_TIMEOUT)  # the body gets the same bound as the head
         length = self.headers.get("content-length", "0")
         if not length.isdigit() or int(length) > MAX_BODY:
             raise HTTPError(413, f"request bodies are limited to {MAX_BODY // 1024} KiB")
@@ -227,9 +229,9 @@ class Connection(asyncio.Protocol):
         self._disarm()
         if len(self.pending) >= MAX_PIPELINED:
             raise HTTPError(429, "too many pipelined requests")
-        target = urlsplit(self.url.decode("latin-1"))
-        request = Request(self.parser.get_method().decode("latin-1"), target.path or "/",
-                          dict(parse_qsl(target.query, keep_blank_values=True)), self.headers,
+        path, _, query = self.url.decode("latin-1").partition("?")
+        request = Request(self.parser.get_method().decode("latin-1"), urlsplit(path).path or "/",
+                          dict(parse_qsl(query, keep_blank_values=True)) if query else {}, self.headers,
                           b"".join(self.body), self)
         self.pending.append((request, self.parser.should_keep_alive()))
         if self.worker is None or self.worker.done():
@@ -249,7 +251,7 @@ class Connection(asyncio.Protocol):
             if not self._answer(result):
                 return
         if self._open():
-            self._arm(IDLE_TIMEOUT)
+            self._arm(REQUEST_TIMEOUT)
 
     async def _finish(self, pending: Awaitable[Response]) -> None:
         if self._answer(await pending):
@@ -268,7 +270,7 @@ class Connection(asyncio.Protocol):
         self.transport.write(_head(response.status, len(response.body), response.content_type, keep_alive)
                              + response.body)
         if not keep_alive:
-            self._hang_up()
+            self.transport.close()
 
     def _hang_up(self) -> None:
         """Half-close, then drain: closing with unread bytes would reset the answer before the peer reads it."""
@@ -282,7 +284,10 @@ class Connection(asyncio.Protocol):
     def _refuse(self, error: HTTPError) -> None:
         """Answer a request that cannot be parsed or accepted, then hang up: the stream is out of step."""
         if self._open():
-            self._write(self.server.render(error, self.url.decode("latin-1")), keep_alive=False)
+            response = self.server.render(error, self.url.decode("latin-1"))
+            self.transport.write(_head(response.status, len(response.body), response.content_type, False)
+                                 + response.body)
+            self._hang_up()
 
     def _count(self, size: int) -> None:
         self.head_bytes += size

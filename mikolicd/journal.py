@@ -19,11 +19,6 @@ from typing import IO, Any
 
 from mikolicd.regnum import mask
 
-try:
-    from systemd import journal as _sd_journal
-except ImportError:
-    _sd_journal = None
-
 STATE_CHANGED = "8c36e115c1144b20be655e1fa5df84cf"
 SERVER_ERROR = "536451cf79cd4c33adf6d39f2f21268a"
 VALIDATED = "81ac35292e0c436e8ff8d85b7cd1fb26"
@@ -147,8 +142,13 @@ class NativeSocketSender:
         self.sock.close()
 
 
-def _libsystemd_send(fields: Mapping[str, str]) -> None:
-    _sd_journal.sendv(*(f"{key}={value}" for key, value in fields.items()))
+def _libsystemd_sender() -> Sender | None:
+    """systemd-python's sender, imported only under journald: libsystemd costs a megabyte of memory."""
+    try:
+        from systemd import journal
+    except ImportError:
+        return None
+    return lambda fields: journal.sendv(*(f"{key}={value}" for key, value in fields.items()))
 
 
 class JournalHandler(logging.Handler):
@@ -197,9 +197,7 @@ def _under_journald(env: Mapping[str, str], stream: IO[str]) -> bool:
 
 def _journal_sender(env: Mapping[str, str]) -> Sender:
     path = env.get(JOURNAL_SOCKET_ENV)
-    if path is None and _sd_journal is not None:
-        return _libsystemd_send
-    return NativeSocketSender(path or DEFAULT_JOURNAL_SOCKET)
+    return (path is None and _libsystemd_sender()) or NativeSocketSender(path or DEFAULT_JOURNAL_SOCKET)
 
 
 def setup_logging(verbose: bool = False, *, env: Mapping[str, str] = os.environ,

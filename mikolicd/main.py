@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import config as configuration, daemon, devpki, fingerprint
+from . import config as configuration, daemon, fingerprint
 
 
 def _free_port() -> int:
@@ -34,6 +34,8 @@ def _wait_listening(port: int, proc: subprocess.Popen, timeout: float = 20.0) ->
 
 def dev(directory: Path) -> int:
     """A reference server on 127.0.0.1 and the agent, everything under one directory."""
+    from . import devpki  # certificate building is for dev only: the daemon's memory stays without it
+
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     server_dir = directory / "server"
@@ -48,20 +50,20 @@ def dev(directory: Path) -> int:
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_listening(port, proc)
-        return _dev_agent(directory, server_dir, pki, port)
+        return _dev_agent(directory, server_dir, pki.ca, port)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(10)
 
 
-def _dev_agent(directory: Path, server_dir: Path, pki: devpki.Pki, port: int) -> int:
+def _dev_agent(directory: Path, server_dir: Path, ca: Path, port: int) -> int:
     sock = directory / "mikolicd.sock"
     cfg_path = directory / "mikolicd.toml"
     cfg_path.write_text(
         f'# written by mikolicd dev: an agent talking to the local reference server\n'
         f'[server]\nurl = "https://127.0.0.1:{port}"\ntrusted_keys = "{server_dir / "trusted_keys.pem"}"\n'
-        f'ca_file = "{pki.ca}"\ntimeout = "10s"\n\n'
+        f'ca_file = "{ca}"\ntimeout = "10s"\n\n'
         f'[storage]\nstate_dir = "{directory / "state"}"\n\n'
         f'[api]\nsocket = "{sock}"\n\n'
         f'[schedule]\ncheck_interval = "1h"\nretry_max_delay = "1m"\n\n'

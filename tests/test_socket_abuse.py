@@ -18,7 +18,7 @@ import pytest
 
 from agentproc import AgentProcess, uds_call
 from hosts import pbx_box
-from mikolicd.httpserver import HEAD_TIMEOUT, MAX_BODY
+from mikolicd.httpserver import REQUEST_TIMEOUT, MAX_BODY
 
 RSS_HEADROOM = 64 * 1024 * 1024
 CONCURRENT = 500
@@ -172,7 +172,7 @@ STALLS: dict[str, bytes] = {
 
 
 def test_stalled_clients_are_cut_off_without_blocking_others(target):
-    bound = 3 * HEAD_TIMEOUT
+    bound = 3 * REQUEST_TIMEOUT
     stalled = {name: connect(target.agent.sock, bound) for name in STALLS}
     try:
         for name, conn in stalled.items():
