@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from mikolicd import protocol
-from mikolicd.client import LicensingClient, Unreachable, _wait
+from mikolicd.client import LicensingClient, Unreachable, in_call_wait
 from mikolicd.config import Schedule, Server
 from mikolicd.refserver.app import TokenBucket
 from mikolicd.schedule import Policy, next_check, retry_delay
@@ -74,7 +74,7 @@ class AgentRules:
             refusal: Future = Future()
             refusal.set_exception(Unreachable("busy", retry_after))
             state = SimpleNamespace(attempt_number=attempt, outcome=refusal)
-            return _wait(min(CLIENT_CAP, self.policy.retry_max_delay))(state), attempt + 1
+            return in_call_wait(min(CLIENT_CAP, self.policy.retry_max_delay))(state), attempt + 1
         self.failures[agent] += 1
         return retry_delay(self.policy, self.failures[agent], self.rng.random()), 1
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import compileall
 import json
 import os
 import shutil
@@ -9,8 +10,11 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import psutil
+
+import mikolicd
 
 from .harness import AgentProcess, NotifyListener, Outcome, Scale, Stage, hammer, median
 
@@ -87,6 +91,9 @@ def bare_interpreter(modules: list[str]) -> str:
 
 
 def startup(stage: Stage, source: AgentProcess, scale: Scale) -> Outcome:
+    # An installed package carries its bytecode; a checkout run with PYTHONDONTWRITEBYTECODE would
+    # otherwise recompile the daemon's own modules at every start while the libraries load cached code.
+    compileall.compile_dir(str(Path(mikolicd.__file__).parent), quiet=1)
     code = bare_interpreter(daemon_imports())
     agent = restarted(stage, source, "startup")
     daemon_times: list[float] = []

@@ -17,10 +17,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from . import __version__, fingerprint, journal, protocol, regnum
-from .client import LicensingClient, ServerRefused, Unreachable
+from .client import LicensingClient, ServerRefused, Unreachable, check_ca_file
 from .config import Config
 from .httpserver import HTTPError
-from .lifecycle import PLAUSIBLE_SINCE, Facts, LicenseState, Verdict, evaluate, feature_status
+from .lifecycle import PLAUSIBLE_SINCE, Facts, Verdict, evaluate, feature_status
 from .license import DocumentError, License, load_trusted_keys, verify
 from .schedule import Policy, first_check, next_check, retry_delay
 from .store import State, Store, StoreError, Validation
@@ -88,6 +88,7 @@ class Agent:
                                             config.hardware.snapshot)
         self.components = fingerprint.components(self.hardware)
         self.keys = load_trusted_keys(config.server.trusted_keys)
+        check_ca_file(config.server)
         self.client = self._client(config)
         self.state = self.store.load()
         self.loaded = self._judge(self.state.document)
@@ -399,6 +400,8 @@ class Agent:
                 journal.event(log, logging.INFO, "license validated", message_id=journal.VALIDATED,
                               state=self.refresh().state.value, registration_number=number)
             except AgentError as exc:
+                if exc.code == "storage_failed":
+                    raise  # the server answered; this host could not keep the answer, and says so
                 self._after_failed_validation(exc)
         return self.status()
 
@@ -443,8 +446,9 @@ class Agent:
                 try:
                     await self.validate()
                 except AgentError as exc:
-                    log.warning("scheduled validation skipped: %s", exc.message)
-                    self.next_check = None
+                    log.warning("scheduled validation failed: %s", exc.message)
+                    self.failures += 1
+                    self.next_check = time.time() + retry_delay(self.policy, self.failures, random.random())
                 continue
             timeout = min(60.0, max(0.05, (self.next_check or now + 60) - now))
             self.wake.clear()
@@ -456,6 +460,7 @@ class Agent:
     def reload(self, config: Config) -> None:
         """Apply what can change at run time; the socket and state directory need a restart."""
         self.keys = load_trusted_keys(config.server.trusted_keys)
+        check_ca_file(config.server)
         old = self.client
         self.client = self._client(config)
         old.close()

@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable
 from . import legacy, regnum
 from .agent import TRIAL_FIELDS, Agent, AgentError
 from .config import Api
-from .httpserver import MAX_BODY, HTTPError, Peer, Request, Response, Router, Server, json_response
+from .httpserver import HTTPError, Peer, Request, Response, Router, Server, json_response
 
 log = logging.getLogger("mikolicd.api")
 

@@ -88,7 +88,7 @@ def tls_context(server: Server) -> ssl.SSLContext:
     return context
 
 
-def _wait(cap: float):
+def in_call_wait(cap: float):
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         backoff = min(cap, 0.5 * 2 ** (state.attempt_number - 1))
@@ -107,17 +107,31 @@ def _stop(attempts: int, cap: float):
     return stop
 
 
+def check_ca_file(server: Server) -> None:
+    """Refuse an unreadable [server] ca_file at start-up, without the cost of loading the system CAs."""
+    if server.ca_file:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(server.ca_file))
+
+
 class LicensingClient:
     def __init__(self, server: Server, attempts: int = 3, retry_cap: float = 5.0):
         self.server = server
         self.attempts = attempts
         self.retry_cap = retry_cap
-        headers = {"User-Agent": f"mikolicd/{__version__}", "Content-Type": "application/json"}
-        timeout = urllib3.Timeout(connect=server.timeout, read=server.timeout)
-        options = dict(ssl_context=tls_context(server), headers=headers, timeout=timeout, retries=False,
-                       maxsize=2)
-        self.pool = (urllib3.ProxyManager(server.proxy, **options) if server.proxy  # type: ignore[arg-type]
-                     else urllib3.PoolManager(**options))  # type: ignore[arg-type]
+        self._pool: urllib3.PoolManager | None = None
+
+    @property
+    def pool(self) -> urllib3.PoolManager:
+        """Built at the first call: loading the system CA store takes longer than the rest of start-up."""
+        if self._pool is None:
+            server = self.server
+            headers = {"User-Agent": f"mikolicd/{__version__}", "Content-Type": "application/json"}
+            timeout = urllib3.Timeout(connect=server.timeout, read=server.timeout)
+            options = dict(ssl_context=tls_context(server), headers=headers, timeout=timeout, retries=False,
+                           maxsize=2)
+            self._pool = (urllib3.ProxyManager(server.proxy, **options) if server.proxy  # type: ignore[arg-type]
+                          else urllib3.PoolManager(**options))  # type: ignore[arg-type]
+        return self._pool
 
     def _once(self, method: str, path: str, body: dict | None) -> Answer:
         try:
@@ -160,11 +174,12 @@ class LicensingClient:
 
     def call(self, path: str, body: dict | None = None, method: str = "POST") -> Answer:
         retrying = Retrying(retry=retry_if_exception_type(Unreachable), stop=_stop(self.attempts, self.retry_cap),
-                            wait=_wait(self.retry_cap), reraise=True)
+                            wait=in_call_wait(self.retry_cap), reraise=True)
         return retrying(self._once, method, path, body)
 
     def ping(self) -> Answer:
         return self._once("GET", protocol.PING, None)
 
     def close(self) -> None:
-        self.pool.clear()
+        if self._pool is not None:
+            self._pool.clear()

@@ -32,7 +32,7 @@ FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 PBX_PRODUCT = 11
 # XML 1.0 cannot carry most control characters; SimpleXML would reject the whole answer.
-_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 Fields = dict[str, str]
 T = TypeVar("T")

@@ -99,7 +99,7 @@ def _judge(facts: Facts) -> Verdict:
         kind = "trial" if pbx.trial else "license"
         return Verdict(S.EXPIRED, f"the {kind} ended on {pbx.expires.isoformat()}")
     if v is not None and v.outcome == "unreachable":
-        return Verdict(S.GRACE, f"licensing server unreachable ({v.message}); working offline",
+        return Verdict(S.GRACE, f"no usable answer from the licensing server ({v.message}); working offline",
                        float(lic.exp), unknown)
     if pbx is not None and pbx.trial:
         return Verdict(S.TRIAL, f"trial until {pbx.expires.isoformat() if pbx.expires else 'further notice'}",

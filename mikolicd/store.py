@@ -87,6 +87,16 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
         raise
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 class Store:
     def __init__(self, directory: Path):
         self.directory = directory
@@ -108,8 +118,17 @@ class Store:
             log.error("state file %s is corrupt (%s); moved aside to %s", path, exc, aside.name)
             return None
 
+    def _sweep(self) -> None:
+        """Temp files of a writer killed mid-write (kill -9, power loss) never became the state: drop them."""
+        for tmp in self.directory.glob(".*.tmp"):
+            pid = tmp.suffixes[-2].lstrip(".") if len(tmp.suffixes) >= 2 else ""
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                tmp.unlink(missing_ok=True)
+
     def load(self) -> State:
         """The newest good state; an empty one only when nothing good is on disk."""
+        if self.directory.is_dir():
+            self._sweep()
         current = self._read(STATE)
         if current is not None:
             return current

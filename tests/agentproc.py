@@ -9,7 +9,10 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class UnixHTTP(http.client.HTTPConnection):
@@ -110,3 +113,16 @@ class AgentProcess:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def stopped_at_end(build: Callable[..., T]) -> Iterator[Callable[..., T]]:
+    """For fixtures: hand out `build`, and stop (by pid) everything it made when the fixture ends."""
+    made: list[T] = []
+
+    def make(*args: Any, **kwargs: Any) -> T:
+        made.append(build(*args, **kwargs))
+        return made[-1]
+
+    yield make
+    for item in made:
+        item.stop()  # type: ignore[attr-defined]

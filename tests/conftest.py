@@ -1,6 +1,7 @@
 """Shared fixtures: a test CA, and the reference licensing server as a real HTTPS subprocess."""
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agentproc import AgentProcess
+from agentproc import AgentProcess, stopped_at_end
 from badserver import NUMBER, BadServer, fault_agent, validate
 from mikolicd import regnum
 from mikolicd.devpki import Pki, make_pki
@@ -119,17 +120,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 @pytest.fixture(scope="module")
 def refserver_factory(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Callable[..., RefServer]]:
     """Make initialised, not yet started servers; every one is stopped when the module ends."""
-    made: list[RefServer] = []
-
     def make(*serve_args: str) -> RefServer:
         server = RefServer(tmp_path_factory.mktemp("refserver") / "server", pki, list(serve_args))
         server.admin("init")
-        made.append(server)
         return server
 
-    yield make
-    for server in made:
-        server.stop()
+    yield from stopped_at_end(make)
 
 
 @pytest.fixture(scope="module")
@@ -150,16 +146,12 @@ def fault_agents(tmp_path_factory: pytest.TempPathFactory,
                  badserver: BadServer) -> Iterator[Callable[..., AgentProcess]]:
     """Daemons for fault tests, made but not started; every one is stopped (by pid) when the test ends."""
     base = tmp_path_factory.mktemp("fault-agents")
-    made: list[AgentProcess] = []
+    names = itertools.count()
 
     def make(server: BadServer | RefServer = badserver, url: str | None = None, seed: int = 7) -> AgentProcess:
-        agent = fault_agent(base, f"agent-{len(made)}", server, url, seed)
-        made.append(agent)
-        return agent
+        return fault_agent(base, f"agent-{next(names)}", server, url, seed)
 
-    yield make
-    for agent in made:
-        agent.stop()
+    yield from stopped_at_end(make)
 
 
 @pytest.fixture(scope="module")

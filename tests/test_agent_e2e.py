@@ -1,6 +1,7 @@
 """The agent end to end: real reference server over HTTPS, the real daemon, its real Unix socket."""
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -8,7 +9,7 @@ import time
 
 import pytest
 
-from agentproc import AgentProcess
+from agentproc import AgentProcess, stopped_at_end
 from hosts import pbx_box
 
 TRIAL = {"companyname": "Example LLC", "email": "admin@example.test", "contact": "Ann Admin",
@@ -23,23 +24,17 @@ def base(tmp_path_factory):
 @pytest.fixture
 def agent_factory(base, refserver):
     """Agents on distinct fake hosts; every one is stopped (by pid) at the end of the test."""
-    made: list[AgentProcess] = []
-    counter = iter(range(10_000))
+    names = itertools.count()
 
-    def make(server=refserver, seed: int | None = None, name: str | None = None, **kw) -> AgentProcess:
-        n = next(counter)
+    def make(server=refserver, seed: int | None = None, **kw) -> AgentProcess:
         seed = seed if seed is not None else int(time.monotonic_ns() % 1_000_000)
-        name = name or f"agent-{seed}-{n}"
         hw = base / f"hw-{seed}"
         if not hw.exists():
             pbx_box(hw, seed)
-        agent = AgentProcess(base, name, server.url, server.trusted_keys, server.ca, hw, **kw)
-        made.append(agent)
-        return agent
+        return AgentProcess(base, f"agent-{seed}-{next(names)}", server.url, server.trusted_keys, server.ca, hw,
+                            **kw)
 
-    yield make
-    for agent in made:
-        agent.stop()
+    yield from stopped_at_end(make)
 
 
 def server_code(body: dict):
@@ -182,3 +177,12 @@ def test_bad_config_stops_start_up_naming_file_key_and_expectation(tmp_path):
 def test_socket_is_created_with_the_configured_mode(agent_factory):
     agent = agent_factory().start()
     assert oct(agent.sock.stat().st_mode & 0o777) == oct(0o660)
+
+
+def test_unreadable_ca_file_stops_start_up_with_its_name(tmp_path, refserver):
+    pbx_box(tmp_path / "hw", 5150)
+    agent = AgentProcess(tmp_path, "ca", refserver.url, refserver.trusted_keys, tmp_path / "no-such-ca.pem",
+                         tmp_path / "hw")
+    done = subprocess.run(["mikolicd", "run", "--config", str(agent.config)], capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 1 and "cannot start" in done.stderr and "No such file" in done.stderr

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from agentproc import AgentProcess, uds_call
+from agentproc import AgentProcess, stopped_at_end, uds_call
 from hosts import pbx_box
 from mikolicd import main as daemon_main
 from mikolicd.license import License, load_trusted_keys, verify
@@ -52,17 +52,8 @@ def number(refserver) -> str:
 @pytest.fixture
 def agents(base: Path, host: Path, refserver) -> Iterator[Callable[..., AgentProcess]]:
     """Daemons with their own state directory on the module's host; each is stopped by pid afterwards."""
-    made: list[AgentProcess] = []
-
-    def make() -> AgentProcess:
-        agent = AgentProcess(base, f"agent-{len(made)}-{time.monotonic_ns()}", refserver.url,
-                             refserver.trusted_keys, refserver.ca, host)
-        made.append(agent)
-        return agent
-
-    yield make
-    for agent in made:
-        agent.stop()
+    yield from stopped_at_end(lambda: AgentProcess(base, f"agent-{time.monotonic_ns()}", refserver.url,
+                                                   refserver.trusted_keys, refserver.ca, host))
 
 
 @pytest.fixture(scope="module")
@@ -257,7 +248,7 @@ DISK_FAULTS = {
 }
 
 
-@pytest.mark.parametrize("write", ["activation", "coupon"])
+@pytest.mark.parametrize("write", ["activation", "coupon", "validation"])
 @pytest.mark.parametrize("fault", sorted(DISK_FAULTS))
 def test_a_write_the_disk_refuses_keeps_the_old_state_and_says_why(fault, write, agents, mounts, refserver,
                                                                      number):
@@ -269,7 +260,8 @@ def test_a_write_the_disk_refuses_keeps_the_old_state_and_says_why(fault, write,
     kept = (agent.state / STATE).read_bytes()
     DISK_FAULTS[fault].strike(mounts, agent.state)
     request = {"activation": ("/v1/activation", {"registration_number": number}),
-               "coupon": ("/v1/coupons", {"coupon": refserver.coupon("--days", "1")})}[write]
+               "coupon": ("/v1/coupons", {"coupon": refserver.coupon("--days", "1")}),
+               "validation": ("/v1/validation", {})}[write]
     code, body = agent.call("POST", *request)
     assert (code, body["error"]["code"]) == (507, "storage_failed")
     assert DISK_FAULTS[fault].strerror in body["error"]["message"]

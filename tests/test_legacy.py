@@ -24,7 +24,7 @@ import psutil
 import pytest
 import requests
 
-from agentproc import AgentProcess, UnixHTTP, wait_for
+from agentproc import AgentProcess, UnixHTTP, stopped_at_end, wait_for
 from conftest import RefServer, free_port
 from hosts import pbx_box
 from mikolicd.config import Compat
@@ -94,18 +94,12 @@ def base() -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def daemons(base: Path, refserver: RefServer) -> Iterator:
     """Agents on distinct fake hosts; every one is stopped (by pid) when the module ends."""
-    made: list[AgentProcess] = []
-
     def make(name: str, seed: int, compat: str, timeout: str = "3s") -> AgentProcess:
-        agent = AgentProcess(base, name, refserver.url, refserver.trusted_keys, refserver.ca,
-                             pbx_box(base / f"hw-{name}", seed).root, extra=f"\n[compat]\n{compat}\n",
-                             timeout=timeout)
-        made.append(agent)
-        return agent
+        return AgentProcess(base, name, refserver.url, refserver.trusted_keys, refserver.ca,
+                            pbx_box(base / f"hw-{name}", seed).root, extra=f"\n[compat]\n{compat}\n",
+                            timeout=timeout)
 
-    yield make
-    for agent in made:
-        agent.stop()
+    yield from stopped_at_end(make)
 
 
 @pytest.fixture(scope="module")

@@ -50,3 +50,13 @@ def test_unknown_fields_are_treated_as_corrupt(tmp_path):
     store = Store(tmp_path)
     (tmp_path / STATE).write_text(json.dumps({"registration_number": None, "surprise": 1}))
     assert store.load() == State()
+
+
+def test_temp_files_of_a_killed_writer_are_swept_at_load(tmp_path):
+    store = saved(tmp_path, State("MIKO-AAAAA-BBBBB-CCCCC-DDDDD"))
+    dead = store.directory / f".{STATE}.999999999.tmp"
+    alive = store.directory / f".{STATE}.{os.getpid()}.tmp"
+    dead.write_text("half a write")
+    alive.write_text("a write in progress")
+    store.load()
+    assert not dead.exists() and alive.exists()
