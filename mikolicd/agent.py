@@ -95,7 +95,6 @@ class Agent:
         self.verdict = self._evaluate()
         self.failures = 0
         self.next_check: float | None = None
-        self.last_error: str | None = None
         self.sessions: dict[str, int] = dict(self.state.extra.get("sessions", {}))
         self._status_cache: tuple[tuple, bytes] | None = None
 
@@ -118,9 +117,9 @@ class Agent:
             return Loaded(error=f"stored license not trusted: {exc}")
         return Loaded(lic, None, fingerprint.match(lic.binding, self.components))
 
-    def _evaluate(self, now: float | None = None) -> Verdict:
+    def _evaluate(self) -> Verdict:
         return evaluate(Facts(self.state.registration_number, self.loaded.license, self.loaded.error,
-                              self.loaded.binding, self.state.validation, now or time.time(),
+                              self.loaded.binding, self.state.validation, time.time(),
                               self.state.clock_high_water))
 
     def refresh(self) -> Verdict:
@@ -266,7 +265,6 @@ class Agent:
             raise AgentError(409 if exc.code == protocol.NO_FREE_SEAT else 422, "server_refused", str(exc),
                              exc.code) from None
         except Unreachable as exc:
-            self.last_error = str(exc)
             journal.event(log, logging.WARNING, f"licensing server unreachable: {exc}",
                           message_id=journal.SERVER_ERROR, registration_number=self.state.registration_number)
             raise AgentError(503, "server_unreachable", f"{exc}; nothing was changed, try again later",
