@@ -24,6 +24,12 @@ def describe(verdict: Verdict) -> str:
     return f"license {verdict.state.value}: {verdict.reason}"
 
 
+def _report_crash(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("the license schedule stopped; watchdog pings stop so systemd restarts mikolicd",
+                     exc_info=task.exception())
+
+
 class Daemon:
     def __init__(self, cfg: configuration.Config, config_path: Path | None):
         self.config = cfg
@@ -58,9 +64,10 @@ class Daemon:
                 log.error("cannot listen on [compat] listen %s:%d (%s); license.api stays on the socket only",
                           *listen, exc.strerror or exc)
 
-    async def _watchdog(self, interval: float) -> None:
-        """Pings come from the event loop itself, so a stuck loop stops them and systemd restarts us."""
-        while not self.stop.is_set():
+    async def _watchdog(self, interval: float, schedule: asyncio.Task) -> None:
+        """Pings come from the event loop and only while the schedule runs: a stuck loop or a dead schedule
+        stops them, and systemd restarts the daemon."""
+        while not self.stop.is_set() and not schedule.done():
             self.notifier.watchdog()
             try:
                 await asyncio.wait_for(self.stop.wait(), interval)
@@ -92,8 +99,9 @@ class Daemon:
         gc.freeze()  # start-up objects live forever: keep them out of every later collection
         self.notifier.ready(describe(verdict))
         tasks = [asyncio.create_task(self.agent.run(self.stop))]
+        tasks[0].add_done_callback(_report_crash)
         if self.notifier.watchdog_interval:
-            tasks.append(asyncio.create_task(self._watchdog(self.notifier.watchdog_interval)))
+            tasks.append(asyncio.create_task(self._watchdog(self.notifier.watchdog_interval, tasks[0])))
         await self.stop.wait()
         self.notifier.stopping()
         log.info("stopping")
