@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 BIN = Path(sys.executable).parent
 os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 
-from agentproc import AgentProcess, uds_call, wait_for  # noqa: E402  (test helpers live beside the tests)
+from agentproc import AgentProcess, free_port, listening, uds_call, wait_for  # noqa: E402  (test helpers live beside the tests)
 from hosts import pbx_box  # noqa: E402
 
 from mikolicd.devpki import make_pki  # noqa: E402
@@ -172,12 +172,6 @@ class NotifyListener(AbstractContextManager):
         self.path.unlink(missing_ok=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class Stage:
     """A scratch directory with a test CA, one reference server, and daemons on fake PBX hosts."""
@@ -208,7 +202,7 @@ class Stage:
                  f"127.0.0.1:{port}", "--tls-cert", str(self.pki.cert), "--tls-key", str(self.pki.key),
                  *serve_args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.servers.append(proc)
-        wait_for(lambda: _listening(port) or proc.poll() is not None, START_TIMEOUT, "the server")
+        wait_for(lambda: listening(port) or proc.poll() is not None, START_TIMEOUT, "the server")
         if proc.poll() is not None:
             raise RuntimeError(f"mikolic-server exited {proc.returncode}")
         self.url = self.url or f"https://127.0.0.1:{port}"
@@ -238,14 +232,6 @@ class Stage:
         for proc in self.servers:
             stop_process(proc)
         shutil.rmtree(self.base, ignore_errors=True)
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), 0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 __all__ = ["QUICK", "AgentProcess", "NotifyListener", "Outcome", "Scale", "Stage", "hammer", "median", "percentile",

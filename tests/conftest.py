@@ -4,7 +4,6 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agentproc import AgentProcess, stopped_at_end
+from agentproc import AgentProcess, free_port, listening, stopped_at_end
 from badserver import NUMBER, BadServer, fault_agent, validate
 from mikolicd import regnum
 from mikolicd.devpki import Pki, make_pki
@@ -22,20 +21,6 @@ from mikolicd.devpki import Pki, make_pki
 SERVER_SCRIPT = Path(sys.executable).with_name("mikolic-server")
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), 0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 @dataclass
@@ -91,7 +76,7 @@ class RefServer:
                  "--tls-cert", str(self.pki.cert), "--tls-key", str(self.pki.key), *self.serve_args],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT
-        while not _listening(self.port):
+        while not listening(self.port):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise AssertionError(f"mikolic-server serve did not start: {self.log.read_text()[-800:]}")

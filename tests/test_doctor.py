@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from agentproc import AgentProcess
-from conftest import RefServer, free_port
+from agentproc import AgentProcess, free_port
+from conftest import RefServer
 from hosts import container, pbx_box
 from mikolicd import ctl, doctor, protocol
 from mikolicd.devpki import Pki, make_pki

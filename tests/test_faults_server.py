@@ -9,10 +9,10 @@ from collections.abc import Callable
 
 import pytest
 
-from agentproc import AgentProcess
+from agentproc import AgentProcess, free_port
 from badserver import (NUMBER, RETRY_MAX_DELAY, TTL, BadServer, Hang, Huge, Reply, assert_kept_in_grace,
                        seed_state, stalled_listener, stored_document, validate)
-from conftest import RefServer, free_port
+from conftest import RefServer
 from mikolicd import protocol
 
 VALIDATION = protocol.VALIDATION

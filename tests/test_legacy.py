@@ -24,8 +24,8 @@ import psutil
 import pytest
 import requests
 
-from agentproc import AgentProcess, UnixHTTP, stopped_at_end, wait_for
-from conftest import RefServer, free_port
+from agentproc import AgentProcess, UnixHTTP, free_port, stopped_at_end, wait_for
+from conftest import RefServer
 from hosts import pbx_box
 from mikolicd.config import Compat
 from mikolicd.legacy import compat_listen, license_xml
