@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 import ssl
+import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
@@ -45,13 +46,18 @@ class Answer:
     server_date: float | None
 
 
-def _retry_after(value: str | None) -> float | None:
+def retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP-date (RFC 9110), capped."""
     if not value:
         return None
     try:
-        return min(max(float(value), 0.0), MAX_RETRY_AFTER)
+        seconds = float(value)
     except ValueError:
-        return None  # the HTTP-date form is rare here; waiting the normal backoff is safe
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - now
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def _describe_transport(exc: urllib3.exceptions.HTTPError) -> str:
@@ -148,7 +154,7 @@ class LicensingClient:
         status = response.status
         if status in (429, 503) or status >= 500:
             raise Unreachable(f"licensing server busy or failing (HTTP {status})",
-                              _retry_after(response.headers.get("Retry-After")))
+                              retry_after(response.headers.get("Retry-After"), time.time()))
         if 300 <= status < 400:
             raise Unreachable(f"licensing server answered a redirect (HTTP {status}) that is not followed")
         if len(raw) > MAX_BODY:
