@@ -54,7 +54,8 @@ def load_trusted_keys(path: Path) -> dict[str, Ed25519PublicKey]:
             if isinstance(key, Ed25519PublicKey):
                 keys.append((None, key))
     if not keys:
-        raise ValueError(f"{path}: no Ed25519 public key found (expected PEM 'PUBLIC KEY' blocks or a JWKS)")
+        raise ValueError(f"{path}: no Ed25519 public key found (expected PEM 'PUBLIC KEY' blocks or a JWKS): "
+                         "install the licensing server's public key there")
     return {kid or key_id(key): key for kid, key in keys}
 
 

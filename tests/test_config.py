@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from mikolicd.config import Config, ConfigError, duration, load, parse
+from mikolicd.license import load_trusted_keys
 
 
 @pytest.mark.parametrize("text,seconds", [("30s", 30), ("15m", 900), ("6h", 21600), ("14d", 1209600),
@@ -76,3 +77,8 @@ def test_missing_file_is_a_clear_error(tmp_path):
 def test_shipped_default_config_is_valid():
     cfg = load(Path(__file__).resolve().parents[1] / "etc" / "mikolicd.toml")
     assert isinstance(cfg, Config) and cfg.hardware.snapshot is not None
+
+
+def test_shipped_trusted_keys_placeholder_stops_start_up_with_what_to_do():
+    with pytest.raises(ValueError, match="install the licensing server's public key"):
+        load_trusted_keys(Path(__file__).resolve().parents[1] / "etc" / "trusted_keys.pem")
