@@ -1,7 +1,6 @@
 """The real daemon as a subprocess, and a client for its Unix socket, for end-to-end tests."""
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
@@ -12,23 +11,14 @@ from pathlib import Path
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from mikolicd.ctl import UnixConnection
+
 T = TypeVar("T")
-
-
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path: Path, timeout: float):
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = str(path)
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.unix_path)
 
 
 def uds_call(sock: Path, method: str, path: str, body: Any = None, timeout: float = 30,
              raw: bytes | None = None, headers: dict | None = None) -> tuple[int, dict]:
-    conn = UnixHTTP(sock, timeout)
+    conn = UnixConnection(sock, timeout)
     try:
         hdrs = dict(headers or {})
         data = raw

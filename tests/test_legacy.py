@@ -24,10 +24,11 @@ import psutil
 import pytest
 import requests
 
-from agentproc import AgentProcess, UnixHTTP, free_port, stopped_at_end, wait_for
+from agentproc import AgentProcess, free_port, stopped_at_end, wait_for
 from conftest import RefServer
 from hosts import pbx_box
 from mikolicd.config import Compat
+from mikolicd.ctl import UnixConnection
 from mikolicd.legacy import compat_listen, license_xml
 
 PHP = Path(__file__).with_name("php")
@@ -60,7 +61,7 @@ class Legacy:
     def http(self, verb: str, path: str, body: bytes | None = None,
              headers: dict[str, str] | None = None) -> tuple[int, dict]:
         if self.kind == "unix":
-            conn: http.client.HTTPConnection = UnixHTTP(Path(self.where), 30)
+            conn: http.client.HTTPConnection = UnixConnection(Path(self.where), 30)
         else:
             host, port = self.where.rsplit(":", 1)
             conn = http.client.HTTPConnection(host, int(port), timeout=30)
