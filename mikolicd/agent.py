@@ -95,10 +95,14 @@ class Agent:
         self.verdict = self._evaluate()
         self.failures = 0
         self.next_check: float | None = None
-        self.sessions: dict[str, int] = dict(self.state.extra.get("sessions", {}))
         self._status_cache: tuple[tuple, bytes] | None = None
 
     # ---------------------------------------------------------------- pure-ish views
+    @property
+    def sessions(self) -> dict[str, int]:
+        """Capture sessions live in the state, so a seat can be given back after a restart."""
+        return self.state.extra.get("sessions", {})
+
     @staticmethod
     def _client(config: Config) -> LicensingClient:
         return LicensingClient(config.server, retry_cap=min(5.0, config.schedule.retry_max_delay))
@@ -141,11 +145,13 @@ class Agent:
         key = (verdict.state, verdict.reason, verdict.grace_until, verdict.clock_unknown, self.state, self.loaded,
                self.next_check, int(time.time() // 86400))
         if self._status_cache is None or self._status_cache[0] != key:
-            self._status_cache = (key, json.dumps(self.status(), ensure_ascii=False).encode())
+            self._status_cache = (key, json.dumps(self._status_view(verdict), ensure_ascii=False).encode())
         return self._status_cache[1]
 
     def status(self) -> dict[str, Any]:
-        verdict = self.refresh()
+        return self._status_view(self.refresh())
+
+    def _status_view(self, verdict: Verdict) -> dict[str, Any]:
         lic = self.loaded.license
         now = time.time()
         v = self.state.validation
@@ -187,7 +193,7 @@ class Agent:
                             "status": summary["components"][name],
                             "reason": self.hardware.missing.get(name)}
                            for name in fingerprint.COMPONENTS],
-            "holds": summary["holds"] if summary["bound"] else None,
+            "holds": summary["holds"],
             "bound": summary["bound"],
             "degraded": degraded,
             "note": ("fewer than two strong hardware ids were found (container or board without DMI): "
@@ -220,6 +226,7 @@ class Agent:
 
     def _accept(self, document: object, number: str, server_date: float | None) -> None:
         """Store a document only when it verifies, belongs to this number and host, and is not stale."""
+        now = time.time()
         try:
             if not isinstance(document, str):
                 raise DocumentError("the server sent no document")
@@ -229,7 +236,6 @@ class Agent:
             binding = fingerprint.match(lic.binding, self.components)
             if not binding.holds:
                 raise DocumentError("document is bound to different hardware")
-            now = time.time()
             if lic.exp <= max(now, lic.issued_at):
                 raise DocumentError("document is already past its offline limit")
             old = self.loaded.license
@@ -239,19 +245,23 @@ class Agent:
             journal.event(log, logging.ERROR, f"licensing server document rejected: {exc}; previous license kept",
                           message_id=journal.SERVER_ERROR, registration_number=number)
             raise AgentError(502, "document_rejected", f"{exc}; the previous license is kept") from None
-        high_water = max(self.state.clock_high_water, time.time() if time.time() >= PLAUSIBLE_SINCE else 0.0)
-        if server_date and abs(server_date - time.time()) < 300:
-            high_water = time.time()  # the server vouches for this clock: a deliberate correction is fine
+        high_water = max(self.state.clock_high_water, now if now >= PLAUSIBLE_SINCE else 0.0)
+        if server_date and abs(server_date - now) < 300:
+            high_water = now  # the server vouches for this clock: a deliberate correction is fine
         self._save(replace(self.state, registration_number=number, document=document,
-                           validation=Validation(time.time(), "ok"), clock_high_water=high_water))
+                           validation=Validation(now, "ok"), clock_high_water=high_water))
         self.loaded = Loaded(lic, None, binding)
         self.failures = 0
-        self.next_check = next_check(self.policy, time.time(), random.random())
+        self.next_check = next_check(self.policy, now, random.random())
+
+    async def _call(self, path: str, number: str, **fields: Any) -> Any:
+        """One server call about `number` from this host; the caller holds server_lock."""
+        return await self._server(lambda: self.client.call(
+            path, dict(fields, registration_number=number, host={"components": self.components})))
 
     async def _fetch(self, path: str, number: str, **fields: Any) -> Any:
-        """A server call answering a document for `number`; the caller holds server_lock."""
-        answer = await self._server(lambda: self.client.call(
-            path, dict(fields, registration_number=number, host=self._host())))
+        """A server call answering a document for `number`, stored only if `_accept` trusts it."""
+        answer = await self._call(path, number, **fields)
         self._accept(answer.body.get("document"), number, answer.server_date)
         return answer
 
@@ -270,16 +280,13 @@ class Agent:
             raise AgentError(503, "server_unreachable", f"{exc}; nothing was changed, try again later",
                              retry_after=exc.retry_after) from None
 
-    def _host(self) -> dict:
-        return {"components": self.components}
-
     async def register_trial(self, form: dict) -> dict:
         clean = _trial_form(form)
         if self.refresh().usable:
             raise AgentError(409, "already_licensed", "this host already has a license; a trial is not needed")
         async with self.server_lock:
             answer = await self._server(lambda: self.client.call(
-                protocol.TRIAL, dict(clean, product=11, host=self._host())))
+                protocol.TRIAL, dict(clean, product=11, host={"components": self.components})))
             try:
                 number = regnum.registration_number(answer.body.get("registration_number"))
             except regnum.FormatError:
@@ -308,10 +315,9 @@ class Agent:
     async def release(self) -> dict:
         number = self._require_number()
         async with self.server_lock:
-            await self._server(lambda: self.client.call(
-                protocol.RELEASE, {"registration_number": number, "host": self._host()}))
+            await self._call(protocol.RELEASE, number)
             self._save(replace(self.state, document=None, validation=None, extra={}))
-            self.loaded, self.sessions, self.next_check = Loaded(), {}, None
+            self.loaded, self.next_check = Loaded(), None
         return self.status()
 
     async def redeem(self, raw_coupon: object) -> dict:
@@ -338,9 +344,7 @@ class Agent:
             session = (await self._fetch(protocol.CAPTURE, number, feature=feature)).body.get("session")
             if not isinstance(session, str) or not session or len(session) > 128:
                 raise AgentError(502, "bad_server_answer", "the server sent no capture session")
-            sessions = dict(self.sessions, **{session: feature})
-            self._save(replace(self.state, extra=dict(self.state.extra, sessions=sessions)))
-            self.sessions = sessions
+            self._save(replace(self.state, extra=dict(self.state.extra, sessions={**self.sessions, session: feature})))
         return session
 
     async def release_feature(self, session: str, feature: int) -> None:
@@ -352,14 +356,13 @@ class Agent:
                 protocol.RELEASE_FEATURE, {"registration_number": number, "feature": feature, "session": session}))
             sessions = {k: v for k, v in self.sessions.items() if k != session}
             self._save(replace(self.state, extra=dict(self.state.extra, sessions=sessions)))
-            self.sessions = sessions
 
     async def change_number(self, raw: object) -> dict:
         """Switch to another registration number; an empty one returns the host to unlicensed."""
         if isinstance(raw, str) and not raw.strip():
             async with self.server_lock:
                 self._save(State(clock_high_water=self.state.clock_high_water))
-                self.loaded, self.sessions, self.next_check = Loaded(), {}, None
+                self.loaded, self.next_check = Loaded(), None
             return self.status()
         return await self.activate(raw)
 
@@ -370,7 +373,7 @@ class Agent:
         if not number or time.time() - last < METRICS_EVERY:
             return False
         self.state = replace(self.state, extra=dict(self.state.extra, metrics_at=time.time()))
-        body = {"registration_number": number, "host": self._host(), "fields": fields}
+        body = {"registration_number": number, "host": {"components": self.components}, "fields": fields}
 
         def send() -> None:
             try:

@@ -29,7 +29,6 @@ class ServerRefused(Exception):
     def __init__(self, code: int | None, message: str):
         super().__init__(protocol.explain(code, message))
         self.code = code
-        self.server_message = message
 
 
 class Unreachable(Exception):
@@ -95,12 +94,11 @@ def tls_context(server: Server) -> ssl.SSLContext:
 
 
 def in_call_wait(cap: float):
+    """Between attempts of one call: short jittered backoff, never before the server's Retry-After."""
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         backoff = min(cap, 0.5 * 2 ** (state.attempt_number - 1))
-        jittered = backoff * (0.5 + 0.5 * random.random())
-        retry_after = getattr(exc, "retry_after", None)
-        return max(jittered, retry_after or 0.0)
+        return max(backoff * (0.5 + 0.5 * random.random()), getattr(exc, "retry_after", None) or 0.0)
     return wait
 
 
@@ -148,17 +146,18 @@ class LicensingClient:
         try:
             raw = response.read(MAX_BODY + 1, decode_content=True)
         except Exception as exc:  # protocol, decode and socket errors alike: the answer is unusable
+            response.close()
             raise Unreachable(f"the licensing server's answer broke off: {str(exc)[:120]}") from None
-        finally:
-            response.release_conn()
+        if len(raw) > MAX_BODY:
+            response.close()  # unread bytes: the connection cannot carry another request
+            raise Unreachable("licensing server's answer is larger than 1 MiB")
+        response.release_conn()
         status = response.status
-        if status in (429, 503) or status >= 500:
+        if status == 429 or status >= 500:
             raise Unreachable(f"licensing server busy or failing (HTTP {status})",
                               retry_after(response.headers.get("Retry-After"), time.time()))
         if 300 <= status < 400:
             raise Unreachable(f"licensing server answered a redirect (HTTP {status}) that is not followed")
-        if len(raw) > MAX_BODY:
-            raise Unreachable("licensing server's answer is larger than 1 MiB")
         if "json" not in response.headers.get("Content-Type", ""):
             raise Unreachable(f"licensing server answered {response.headers.get('Content-Type')!r}, not JSON")
         try:

@@ -265,10 +265,13 @@ class Connection(asyncio.Protocol):
             self._write(response, keep_alive)
         return keep_alive
 
-    def _write(self, response: Response, keep_alive: bool) -> None:
+    def _send(self, response: Response, keep_alive: bool) -> None:
         assert self.transport is not None
         self.transport.write(_head(response.status, len(response.body), response.content_type, keep_alive)
                              + response.body)
+
+    def _write(self, response: Response, keep_alive: bool) -> None:
+        self._send(response, keep_alive)
         if not keep_alive:
             self.transport.close()
 
@@ -284,9 +287,7 @@ class Connection(asyncio.Protocol):
     def _refuse(self, error: HTTPError) -> None:
         """Answer a request that cannot be parsed or accepted, then hang up: the stream is out of step."""
         if self._open():
-            response = self.server.render(error, self.url.decode("latin-1"))
-            self.transport.write(_head(response.status, len(response.body), response.content_type, False)
-                                 + response.body)
+            self._send(self.server.render(error, self.url.decode("latin-1")), keep_alive=False)
             self._hang_up()
 
     def _count(self, size: int) -> None:
