@@ -153,7 +153,6 @@ class Agent:
 
     def _status_view(self, verdict: Verdict) -> dict[str, Any]:
         lic = self.loaded.license
-        now = time.time()
         v = self.state.validation
         return {
             "state": verdict.state.value,
@@ -163,7 +162,7 @@ class Agent:
                 {"id": p.id, "name": p.name, "trial": p.trial,
                  "expires": p.expires.isoformat() if p.expires else None,
                  "features": [{"id": f.id, "name": f.name, "count": f.count,
-                               "available": feature_status(verdict, lic, f.id, now).available}
+                               "available": feature_status(verdict, lic, f.id).available}
                               for f in p.features]}
                 for p in (lic.products if lic else ())],
             "last_validation": {"at": _iso(v.at), "outcome": v.outcome, "server_code": v.server_code,
@@ -210,7 +209,7 @@ class Agent:
         return view
 
     def feature(self, feature_id: int) -> dict[str, Any]:
-        status = feature_status(self.refresh(), self.loaded.license, feature_id, time.time())
+        status = feature_status(self.refresh(), self.loaded.license, feature_id)
         return {"id": status.id, "available": status.available, "reason": status.reason,
                 "expires": status.expires}
 

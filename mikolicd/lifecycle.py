@@ -58,10 +58,10 @@ class Verdict:
 
 def effective_time(facts: Facts) -> tuple[float, bool]:
     """The time dates are judged at: never before what the server signed or what this box has seen."""
-    floor = max(facts.clock_high_water, facts.license.issued_at if facts.license else 0.0)
+    signed = facts.license.issued_at if facts.license else 0.0
     if facts.now < PLAUSIBLE_SINCE:
-        return floor, True
-    return max(facts.now, facts.license.issued_at if facts.license else 0.0), False
+        return max(facts.clock_high_water, signed), True
+    return max(facts.now, signed), False
 
 
 def _day(ts: float) -> dt.date:
@@ -115,8 +115,8 @@ class FeatureStatus:
     expires: str | None
 
 
-def feature_status(verdict: Verdict, lic: License | None, feature_id: int, now: float) -> FeatureStatus:
-    """Answered from the local license only, so it works offline."""
+def feature_status(verdict: Verdict, lic: License | None, feature_id: int) -> FeatureStatus:
+    """Answered from the local license only, so it works offline; dates at the verdict's own time."""
     found = lic.feature(feature_id) if lic is not None else None
     if found is None:
         return FeatureStatus(feature_id, False, f"feature {feature_id} is not in the license", None)
@@ -124,6 +124,6 @@ def feature_status(verdict: Verdict, lic: License | None, feature_id: int, now: 
     expires = product.expires.isoformat() if product.expires else None
     if not verdict.usable:
         return FeatureStatus(feature_id, False, f"license is {verdict.state.value}: {verdict.reason}", expires)
-    if product.expires is not None and _day(max(now, lic.issued_at, verdict.judged_at)) > product.expires:
+    if product.expires is not None and _day(verdict.judged_at) > product.expires:
         return FeatureStatus(feature_id, False, f"{product.name} ended on {expires}", expires)
     return FeatureStatus(feature_id, True, "licensed", expires)

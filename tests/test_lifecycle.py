@@ -101,15 +101,15 @@ def test_clock_at_1970_is_unknown_time_not_tampering():
 
 def test_feature_available_while_in_grace():
     grace = evaluate(facts(lic(), validation=Validation(NOW, "unreachable")))
-    assert feature_status(grace, lic(), 33, NOW).available
+    assert feature_status(grace, lic(), 33).available
 
 
 def test_feature_unavailable_when_expired_with_reason():
     expired = evaluate(facts(lic(exp=NOW - 1)))
-    status = feature_status(expired, lic(exp=NOW - 1), 33, NOW)
+    status = feature_status(expired, lic(exp=NOW - 1), 33)
     assert not status.available and "expired" in status.reason
 
 
 def test_feature_not_in_license_is_unavailable():
-    status = feature_status(evaluate(facts(lic())), lic(), 77, NOW)
+    status = feature_status(evaluate(facts(lic())), lic(), 77)
     assert not status.available and "not in the license" in status.reason
