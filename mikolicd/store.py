@@ -13,6 +13,8 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from . import journal
+
 log = logging.getLogger("mikolicd.store")
 
 STATE = "state.json"
@@ -115,7 +117,8 @@ class Store:
         except (ValueError, TypeError) as exc:
             aside = path.with_name(f"{name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
             os.replace(path, aside)
-            log.error("state file %s is corrupt (%s); moved aside to %s", path, exc, aside.name)
+            journal.event(log, logging.ERROR, f"state file {path} is corrupt ({exc}); moved aside to {aside.name}",
+                          message_id=journal.STORE_CORRUPT)
             return None
 
     def _sweep(self) -> None:
@@ -134,7 +137,8 @@ class Store:
             return current
         previous = self._read(PREVIOUS)
         if previous is not None:
-            log.warning("restored the previous good state from %s", PREVIOUS)
+            journal.event(log, logging.WARNING, f"restored the previous good state from {PREVIOUS}",
+                          message_id=journal.STORE_CORRUPT)
             return previous
         return State()
 

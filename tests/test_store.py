@@ -3,6 +3,7 @@ import json
 import os
 import stat
 
+from mikolicd import journal
 from mikolicd.store import PREVIOUS, STATE, State, Store, Validation
 
 
@@ -37,6 +38,7 @@ def test_corrupt_state_is_moved_aside_and_the_previous_generation_restored(tmp_p
     assert store.load() == good
     aside = [p.name for p in store.directory.iterdir() if ".corrupt-" in p.name]
     assert aside and "corrupt" in caplog.text and aside[0] in caplog.text
+    assert journal.STORE_CORRUPT in {getattr(r, "MESSAGE_ID", None) for r in caplog.records}
 
 
 def test_corrupt_state_without_backup_starts_empty_but_keeps_the_file(tmp_path):
@@ -50,6 +52,7 @@ def test_unknown_fields_are_treated_as_corrupt(tmp_path):
     store = Store(tmp_path)
     (tmp_path / STATE).write_text(json.dumps({"registration_number": None, "surprise": 1}))
     assert store.load() == State()
+    assert any(".corrupt-" in p.name for p in tmp_path.iterdir())
 
 
 def test_temp_files_of_a_killed_writer_are_swept_at_load(tmp_path):
