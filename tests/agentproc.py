@@ -9,8 +9,10 @@ import subprocess
 import time
 from pathlib import Path
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from hosts import pbx_box
 from mikolicd.ctl import UnixConnection
 
 T = TypeVar("T")
@@ -83,7 +85,11 @@ class AgentProcess:
             self.proc = subprocess.Popen(["mikolicd", "run", "--config", str(self.config)], stdout=out,
                                          stderr=subprocess.STDOUT, env=full, start_new_session=True)
         if wait:
-            wait_for(lambda: self.healthy() or self.proc.poll() is not None, 20, "the agent to answer")
+            try:
+                wait_for(lambda: self.healthy() or self.proc.poll() is not None, 20, "the agent to answer")
+            finally:
+                if not self.healthy():
+                    self.stop()  # a daemon that never answered must not outlive the test
             assert self.proc.poll() is None, f"mikolicd exited {self.proc.returncode}: {self.log_text()[-800:]}"
         return self
 
@@ -93,12 +99,13 @@ class AgentProcess:
         except OSError:
             return False
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int | None:
+    def stop(self) -> int | None:
+        """SIGTERM; a daemon still there after 10 s is killed and the test fails."""
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
-        os.kill(self.proc.pid, sig)
+        os.kill(self.proc.pid, signal.SIGTERM)
         try:
-            return self.proc.wait(timeout)
+            return self.proc.wait(10)
         except subprocess.TimeoutExpired:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
@@ -119,6 +126,15 @@ class AgentProcess:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
+def box_agent(base: Path, server: Any, seed: int, name: str = "agent", url: str | None = None,
+              **options: Any) -> AgentProcess:
+    """An agent (not yet started) on the fake PBX box `seed`, trusting `server`'s keys and CA."""
+    hw = base / f"hw-{seed}"
+    if not hw.exists():
+        pbx_box(hw, seed)
+    return AgentProcess(base, name, url or server.url, server.trusted_keys, server.ca, hw, **options)
+
+
 def stopped_at_end(build: Callable[..., T]) -> Iterator[Callable[..., T]]:
     """For fixtures: hand out `build`, and stop (by pid) everything it made when the fixture ends."""
     made: list[T] = []
@@ -127,6 +143,23 @@ def stopped_at_end(build: Callable[..., T]) -> Iterator[Callable[..., T]]:
         made.append(build(*args, **kwargs))
         return made[-1]
 
-    yield make
-    for item in made:
-        item.stop()  # type: ignore[attr-defined]
+    try:
+        yield make
+    finally:
+        lingered = []
+        for item in made:
+            try:
+                item.stop()  # type: ignore[attr-defined]
+            except subprocess.TimeoutExpired as exc:
+                lingered.append(exc)  # killed by stop(); the others are stopped before the test fails
+        if lingered:
+            raise lingered[0]
+
+
+@contextmanager
+def running(agent: AgentProcess) -> Iterator[AgentProcess]:
+    """An agent started for a block (or a module fixture) and stopped after it, whatever happens."""
+    try:
+        yield agent.start()
+    finally:
+        agent.stop()

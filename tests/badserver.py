@@ -26,8 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from agentproc import AgentProcess
-from hosts import pbx_box
+from agentproc import AgentProcess, box_agent
 from mikolicd import fingerprint, protocol
 from mikolicd.devpki import make_pki
 from mikolicd.refserver.signing import Signer, ensure_key
@@ -107,9 +106,7 @@ def make_tls(directory: Path) -> tuple[Path, dict[str, tuple[Path, Path]]]:
 # ---------------------------------------------------------------------- behaviours
 @dataclass(frozen=True)
 class Request:
-    method: str
     path: str
-    headers: dict[str, str]
     body: bytes
     reader: asyncio.StreamReader
 
@@ -248,10 +245,10 @@ class BadServer:
         try:
             head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
             request_line, *lines = head.split("\r\n")
-            method, target, _ = request_line.split(" ", 2)
+            _method, target, _ = request_line.split(" ", 2)
             headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines if ":" in line)}
             body = await reader.readexactly(int(headers.get("content-length", "0")))
-            request = Request(method, target.split("?", 1)[0], headers, body, reader)
+            request = Request(target.split("?", 1)[0], body, reader)
             self.hits[request.path] += 1
             behaviour = self.behaviours.get(request.path, Reply(404, b'{"error": {"code": null}}'))
             await behaviour.respond(request, writer)
@@ -293,11 +290,8 @@ def seed_state(state_dir: Path, signer: Signer, hw_root: Path, number: str, *, i
 
 def fault_agent(base: Path, name: str, server: BadServer, url: str | None = None, seed: int = 7) -> AgentProcess:
     """A daemon on fake host `seed` trusting `server`'s keys and CA: 1 s timeouts, retries capped at 1 s."""
-    hw = base / f"hw-{seed}"
-    if not hw.exists():
-        pbx_box(hw, seed)
-    return AgentProcess(base, name, url or server.url, server.trusted_keys, server.ca, hw, timeout="1s",
-                        schedule=f'check_interval = "1h"\nretry_max_delay = "{RETRY_MAX_DELAY:.0f}s"')
+    return box_agent(base, server, seed, name, url, timeout="1s",
+                     schedule=f'check_interval = "1h"\nretry_max_delay = "{RETRY_MAX_DELAY:.0f}s"')
 
 
 # ---------------------------------------------------------------------- the daemon's side

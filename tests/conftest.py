@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agentproc import AgentProcess, free_port, listening, stopped_at_end
+from agentproc import AgentProcess, free_port, listening, running, stopped_at_end
 from badserver import NUMBER, BadServer, fault_agent, validate
 from mikolicd import regnum
 from mikolicd.devpki import Pki, make_pki
@@ -142,11 +142,10 @@ def fault_agents(tmp_path_factory: pytest.TempPathFactory,
 @pytest.fixture(scope="module")
 def licensed_daemon(tmp_path_factory: pytest.TempPathFactory, badserver: BadServer) -> Iterator[AgentProcess]:
     """One daemon per module, activated against the honest badserver, shared by parametrized fault tests."""
-    agent = fault_agent(tmp_path_factory.mktemp("licensed"), "agent", badserver).start()
-    code, status = agent.call("POST", "/v1/activation", {"registration_number": NUMBER})
-    assert code == 200 and status["state"] == "active", status
-    yield agent
-    agent.stop()
+    with running(fault_agent(tmp_path_factory.mktemp("licensed"), "agent", badserver)) as agent:
+        code, status = agent.call("POST", "/v1/activation", {"registration_number": NUMBER})
+        assert code == 200 and status["state"] == "active", status
+        yield agent
 
 
 @pytest.fixture

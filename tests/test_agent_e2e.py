@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from agentproc import AgentProcess, stopped_at_end
+from agentproc import AgentProcess, box_agent, stopped_at_end
 from hosts import pbx_box
 
 TRIAL = {"companyname": "Example LLC", "email": "admin@example.test", "contact": "Ann Admin",
@@ -28,11 +28,7 @@ def agent_factory(base, refserver):
 
     def make(server=refserver, seed: int | None = None, **kw) -> AgentProcess:
         seed = seed if seed is not None else int(time.monotonic_ns() % 1_000_000)
-        hw = base / f"hw-{seed}"
-        if not hw.exists():
-            pbx_box(hw, seed)
-        return AgentProcess(base, f"agent-{seed}-{next(names)}", server.url, server.trusted_keys, server.ca, hw,
-                            **kw)
+        return box_agent(base, server, seed, f"agent-{seed}-{next(names)}", **kw)
 
     yield from stopped_at_end(make)
 

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from agentproc import AgentProcess
+from agentproc import AgentProcess, running
 from hosts import FakeHost, pbx_box
 
 
@@ -14,10 +14,10 @@ def activated(tmp_path_factory, refserver):
     """One box activated once; each test gets a fresh copy of its hardware and state to change."""
     base = tmp_path_factory.mktemp("binding")
     pbx_box(base / "hw", 901)
-    agent = AgentProcess(base, "origin", refserver.url, refserver.trusted_keys, refserver.ca, base / "hw").start()
-    code, body = agent.call("POST", "/v1/activation", {"registration_number": refserver.issue("--seats", "1")})
+    with running(AgentProcess(base, "origin", refserver.url, refserver.trusted_keys, refserver.ca,
+                              base / "hw")) as agent:
+        code, body = agent.call("POST", "/v1/activation", {"registration_number": refserver.issue("--seats", "1")})
     assert code == 200, body
-    agent.stop()
     return agent
 
 

@@ -6,17 +6,13 @@ import subprocess
 
 import pytest
 
-from agentproc import AgentProcess
-from hosts import pbx_box
+from agentproc import AgentProcess, box_agent, running
 
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory, refserver):
-    base = tmp_path_factory.mktemp("ctl")
-    pbx_box(base / "hw", 6060)
-    agent = AgentProcess(base, "agent", refserver.url, refserver.trusted_keys, refserver.ca, base / "hw").start()
-    yield agent
-    agent.stop()
+    with running(box_agent(tmp_path_factory.mktemp("ctl"), refserver, 6060)) as agent:
+        yield agent
 
 
 def ctl(agent: AgentProcess, *args: str) -> subprocess.CompletedProcess:

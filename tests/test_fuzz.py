@@ -12,8 +12,7 @@ from urllib.parse import quote, urlencode
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from agentproc import AgentProcess, uds_call
-from hosts import pbx_box
+from agentproc import AgentProcess, box_agent, running, uds_call
 from mikolicd import legacy
 from mikolicd.agent import TRIAL_FIELDS
 
@@ -51,11 +50,8 @@ def json_bodies(fields: frozenset[str]) -> st.SearchStrategy[bytes]:
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory, refserver) -> Iterator[AgentProcess]:
-    base = tmp_path_factory.mktemp("fuzz")
-    agent = AgentProcess(base, "agent", refserver.url, refserver.trusted_keys, refserver.ca,
-                         pbx_box(base / "hw", 9202).root).start()
-    yield agent
-    agent.stop()
+    with running(box_agent(tmp_path_factory.mktemp("fuzz"), refserver, 9202)) as agent:
+        yield agent
 
 
 def assert_answered_without_internal_error(agent: AgentProcess, status: int, body: dict) -> None:

@@ -16,8 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agentproc import AgentProcess, uds_call
-from hosts import pbx_box
+from agentproc import AgentProcess, box_agent, running, uds_call
 from mikolicd.httpserver import REQUEST_TIMEOUT, MAX_BODY
 
 RSS_HEADROOM = 64 * 1024 * 1024
@@ -43,11 +42,8 @@ class Target:
 
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory, refserver) -> Iterator[Target]:
-    base = tmp_path_factory.mktemp("abuse")
-    agent = AgentProcess(base, "agent", refserver.url, refserver.trusted_keys, refserver.ca,
-                         pbx_box(base / "hw", 9101).root).start()
-    yield Target(agent, psutil.Process(agent.proc.pid).memory_info().rss)
-    agent.stop()
+    with running(box_agent(tmp_path_factory.mktemp("abuse"), refserver, 9101)) as agent:
+        yield Target(agent, psutil.Process(agent.proc.pid).memory_info().rss)
 
 
 @dataclass(frozen=True)
