@@ -149,8 +149,8 @@ def default_policy() -> Policy:
     return Policy(s.check_interval, s.jitter, s.retry_max_delay)
 
 
-def fleet(agents: int, policy: Policy | None = None) -> Outcome:
-    policy = policy or default_policy()
+def fleet(agents: int) -> Outcome:
+    policy = default_policy()
     timeline = Timeline(policy)
     rng = random.Random(SEED)
     start = time.monotonic()

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 BIN = Path(sys.executable).parent
 os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 
-from agentproc import AgentProcess, free_port, listening, uds_call, wait_for  # noqa: E402  (test helpers live beside the tests)
+from agentproc import AgentProcess, free_port, listening, wait_for  # noqa: E402  (test helpers live beside the tests)
 from hosts import pbx_box  # noqa: E402
 
 from mikolicd.devpki import make_pki  # noqa: E402
@@ -235,4 +235,4 @@ class Stage:
 
 
 __all__ = ["QUICK", "AgentProcess", "NotifyListener", "Outcome", "Scale", "Stage", "hammer", "median", "percentile",
-           "request_once", "stop_process", "timed_requests", "uds_call", "wait_for"]
+           "request_once", "stop_process", "timed_requests", "wait_for"]

@@ -295,8 +295,12 @@ def fault_agent(base: Path, name: str, server: BadServer, url: str | None = None
 
 
 # ---------------------------------------------------------------------- the daemon's side
+def stored_state(agent: AgentProcess) -> dict:
+    return json.loads((agent.state / "state.json").read_text())
+
+
 def stored_document(agent: AgentProcess) -> str:
-    return json.loads((agent.state / "state.json").read_text())["document"]
+    return stored_state(agent)["document"]
 
 
 def validate(agent: AgentProcess) -> dict:

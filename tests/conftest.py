@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from agentproc import AgentProcess, free_port, listening, running, stopped_at_end
-from badserver import NUMBER, BadServer, fault_agent, validate
+from badserver import NUMBER, TTL, BadServer, fault_agent, seed_state, validate
 from mikolicd import regnum
 from mikolicd.devpki import Pki, make_pki
 
@@ -155,3 +156,23 @@ def licensed_agent(licensed_daemon: AgentProcess, badserver: BadServer) -> Itera
     assert validate(licensed_daemon)["state"] == "active"
     yield licensed_daemon
     badserver.reset()
+
+
+@pytest.fixture
+def seeded(fault_agents: Callable[..., AgentProcess], badserver: BadServer) -> Callable[..., AgentProcess]:
+    """A started daemon holding a good license issued a minute ago; `url` points it elsewhere (faults below
+    HTTP), `ahead` says how far ahead of now its clock was last seen (a clock moved back)."""
+    def make(url: str | None = None, ahead: float = 0.0, exp_in: float = TTL) -> AgentProcess:
+        agent = fault_agents(url=url)
+        now = time.time()
+        seed_state(agent.state, badserver.signer, agent.hw_root, NUMBER, iat=now - 60, exp=now + exp_in,
+                   clock_high_water=now + ahead)
+        return agent.start()
+    return make
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """AF_UNIX paths are limited to 108 bytes; pytest's tmp_path can be longer."""
+    with tempfile.TemporaryDirectory(prefix="mikolicd-") as name:
+        yield Path(name)

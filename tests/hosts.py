@@ -53,10 +53,9 @@ class FakeHost:
         self.link(f"sys/class/net/{name}", path)
         return path
 
-    def nic(self, name: str, mac: str, bus: str = "pci0000:00/0000:00:19.0", assign: int = ADDR_PERM,
-            arptype: int = 1) -> str:
-        """A NIC backed by a device (PCI, virtio, platform, USB): it has a `device` link."""
-        path = self._iface(f"sys/devices/{bus}/net/{name}", name, mac, assign, arptype)
+    def nic(self, name: str, mac: str, bus: str = "pci0000:00/0000:00:19.0", assign: int = ADDR_PERM) -> str:
+        """An Ethernet NIC backed by a device (PCI, virtio, platform, USB): it has a `device` link."""
+        path = self._iface(f"sys/devices/{bus}/net/{name}", name, mac, assign, 1)
         self.link(f"{path}/device", f"sys/devices/{bus}")
         return path
 

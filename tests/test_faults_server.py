@@ -4,14 +4,12 @@ tells the admin what went wrong."""
 from __future__ import annotations
 
 import datetime as dt
-import time
-from collections.abc import Callable
 
 import pytest
 
-from agentproc import AgentProcess, free_port
-from badserver import (NUMBER, RETRY_MAX_DELAY, TTL, BadServer, Hang, Huge, Reply, assert_kept_in_grace,
-                       seed_state, stalled_listener, stored_document, validate)
+from agentproc import free_port
+from badserver import (RETRY_MAX_DELAY, Hang, Huge, Reply, assert_kept_in_grace, stalled_listener,
+                       stored_document, validate)
 from conftest import RefServer
 from mikolicd import protocol
 
@@ -87,19 +85,6 @@ def test_untrusted_tls_certificate_keeps_the_license_and_names_the_cause(license
     document = stored_document(licensed_agent)
     badserver.tls = mode
     assert_kept_in_grace(licensed_agent, validate(licensed_agent), document, message)
-
-
-@pytest.fixture
-def seeded(fault_agents: Callable[..., AgentProcess], badserver: BadServer) -> Callable[[str], AgentProcess]:
-    """A daemon holding a good, just-validated license that talks to `url`: for faults below HTTP, where
-    the URL itself is the fault."""
-    def make(url: str) -> AgentProcess:
-        agent = fault_agents(url=url)
-        now = time.time()
-        seed_state(agent.state, badserver.signer, agent.hw_root, NUMBER, iat=now - 60, exp=now + TTL,
-                   clock_high_water=now)
-        return agent.start()
-    return make
 
 
 @pytest.mark.parametrize("url,message", [

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import time
-from collections.abc import Callable
 
 import pytest
 
 from agentproc import AgentProcess
-from badserver import DAY, NUMBER, TTL, BadServer, Issue, seed_state, validate
+from badserver import DAY, TTL, Issue, stored_state, validate
 from mikolicd import protocol
 from mikolicd.license import Feature, Product
 from mikolicd.lifecycle import CLOCK_TOLERANCE, LicenseState, evaluate, feature_status
@@ -64,20 +62,8 @@ def test_box_at_1970_is_known_time_again_once_the_clock_is_set():
 
 
 # ---------------------------------------------------------------------- the daemon
-@pytest.fixture
-def seeded(fault_agents: Callable[..., AgentProcess], badserver: BadServer) -> Callable[..., AgentProcess]:
-    """A daemon whose stored state says it has seen the clock at `now + ahead` (its clock went back)."""
-    def make(ahead: float, exp_in: float = TTL) -> AgentProcess:
-        agent = fault_agents()
-        now = time.time()
-        seed_state(agent.state, badserver.signer, agent.hw_root, NUMBER, iat=now - 60, exp=now + exp_in,
-                   clock_high_water=now + ahead)
-        return agent.start()
-    return make
-
-
 def high_water(agent: AgentProcess) -> float:
-    return json.loads((agent.state / "state.json").read_text())["clock_high_water"]
+    return stored_state(agent)["clock_high_water"]
 
 
 @pytest.mark.parametrize("exp_in", [TTL, DAY], ids=["inside-offline-limit", "offline-limit-already-seen-pass"])

@@ -33,12 +33,12 @@ def dump_text(name: str) -> str:
     return (DUMPS / name).read_bytes().decode()
 
 
-def build(tmp_path: Path, builder, name: str = "host") -> FakeHost:
-    return builder(tmp_path / name)
+def build(tmp_path: Path, builder) -> FakeHost:
+    return builder(tmp_path / "host")
 
 
-def fingerprint(host: FakeHost, dmidecode: str = "") -> dict:
-    return components(collect(host.root, dmidecode))
+def fingerprint(host: FakeHost) -> dict:
+    return components(collect(host.root))
 
 
 # ---------------------------------------------------------------------- real dmidecode dumps

@@ -7,7 +7,6 @@ import logging
 import os
 import socket
 import struct
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,12 +37,6 @@ def decode_entry(data: bytes) -> dict[str, str]:
             value, data = rest[8:8 + size], rest[8 + size + 1:]
         fields[key.decode()] = value.decode()
     return fields
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="mikolicd-") as name:
-        yield Path(name)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 import uuid
@@ -17,15 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from agentproc import wait_for
 from mikolicd import notify
 from mikolicd.notify import Notifier, listen_fds, listen_fds_with_names, watchdog_interval
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    """AF_UNIX paths are limited to 108 bytes; pytest's tmp_path can be longer."""
-    with tempfile.TemporaryDirectory(prefix="mikolicd-") as name:
-        yield Path(name)
 
 
 @pytest.fixture
@@ -152,14 +145,6 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def wait_for_path(path: Path, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 10
-    while not path.exists():
-        assert proc.poll() is None, "systemd-socket-activate exited early"
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.02)
-
-
 @pytest.mark.skipif(shutil.which("systemd-socket-activate") is None, reason="systemd-socket-activate is absent")
 def test_socket_activated_child_serves_on_the_passed_sockets(short_dir):
     api, compat = short_dir / "api.sock", short_dir / "compat.sock"
@@ -167,7 +152,8 @@ def test_socket_activated_child_serves_on_the_passed_sockets(short_dir):
                              "--fdname=api:compat", sys.executable, "-c", CHILD],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for_path(api, proc)
+        wait_for(lambda: api.exists() or proc.poll() is not None, 10, f"{api} to appear")
+        assert proc.poll() is None, "systemd-socket-activate exited early"
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
             client.settimeout(20)
             client.connect(str(api))
