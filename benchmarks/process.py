@@ -16,7 +16,7 @@ import psutil
 
 import mikolicd
 
-from .harness import AgentProcess, NotifyListener, Outcome, Scale, Stage, hammer, median
+from .harness import AgentProcess, NotifyListener, Outcome, Scale, Stage, hammer, median, stop_process
 
 MIB = 1024 * 1024
 WARM_UP_SHARE = 20  # 1/20 of the work first, so allocator and caches settle before the baseline reading
@@ -103,8 +103,10 @@ def startup(stage: Stage, source: AgentProcess, scale: Scale) -> Outcome:
         for _ in range(scale.startup_runs + 1):  # the first pair only warms the page cache
             start = time.perf_counter()
             bare = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ, **env))
-            bare_times.append(notify.wait_for("READY=1") - start)
-            bare.wait(10)
+            try:
+                bare_times.append(notify.wait_for("READY=1") - start)
+            finally:
+                stop_process(bare)
             start = time.perf_counter()
             agent.start(env, wait=False)
             daemon_times.append(notify.wait_for("READY=1") - start)

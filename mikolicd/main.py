@@ -44,10 +44,10 @@ def dev(directory: Path) -> int:
         subprocess.run([*server, "init", "--dir", str(server_dir)], check=True, stdout=subprocess.DEVNULL)
     pki = devpki.make_pki(directory / "pki")
     port = _free_port()
-    log = open(directory / "server.log", "ab")
-    proc = subprocess.Popen([*server, "serve", "--dir", str(server_dir), "--listen", f"127.0.0.1:{port}",
-                             "--tls-cert", str(pki.cert), "--tls-key", str(pki.key)],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(directory / "server.log", "ab") as log:
+        proc = subprocess.Popen([*server, "serve", "--dir", str(server_dir), "--listen", f"127.0.0.1:{port}",
+                                 "--tls-cert", str(pki.cert), "--tls-key", str(pki.key)],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_listening(port, proc)
         return _dev_agent(directory, server_dir, pki.ca, port)
