@@ -21,7 +21,8 @@ from .client import LicensingClient, ServerRefused, Unreachable, check_ca_file
 from .config import Config
 from .httpserver import HTTPError
 from .lifecycle import PLAUSIBLE_SINCE, Facts, Verdict, evaluate, feature_status
-from .license import DocumentError, License, load_trusted_keys, verify
+from .jws import load_trusted_keys
+from .license import DocumentError, License, read_document
 from .schedule import Policy, first_check, next_check, retry_delay
 from .store import State, Store, StoreError, Validation
 
@@ -116,7 +117,7 @@ class Agent:
         if not document:
             return Loaded()
         try:
-            lic = License.from_claims(verify(document, self.keys))
+            lic = read_document(document, self.keys)
         except DocumentError as exc:
             return Loaded(error=f"stored license not trusted: {exc}")
         return Loaded(lic, None, fingerprint.match(lic.binding, self.components))
@@ -229,7 +230,7 @@ class Agent:
         try:
             if not isinstance(document, str):
                 raise DocumentError("the server sent no document")
-            lic = License.from_claims(verify(document, self.keys))
+            lic = read_document(document, self.keys)
             if lic.registration_number != number:
                 raise DocumentError("document is for another registration number")
             binding = fingerprint.match(lic.binding, self.components)

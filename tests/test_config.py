@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from mikolicd.config import Config, ConfigError, duration, load, parse
-from mikolicd.license import load_trusted_keys
+from mikolicd.jws import load_trusted_keys
 
 
 @pytest.mark.parametrize("text,seconds", [("30s", 30), ("15m", 900), ("6h", 21600), ("14d", 1209600),

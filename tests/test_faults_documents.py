@@ -12,11 +12,11 @@ from collections.abc import Callable
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from nacl.signing import SigningKey
 
 from badserver import DAY, TTL, BadServer, Issue, assert_kept_in_grace, stored_document, validate
 from mikolicd import protocol
-from mikolicd.license import b64url_decode, b64url_encode
+from mikolicd.jws import b64url_decode, b64url_encode
 from mikolicd.refserver.signing import Signer
 
 Forge = Callable[[Signer, dict], str]
@@ -41,7 +41,7 @@ def truncated(signer: Signer, claims: dict) -> str:
 
 
 def unknown_key(signer: Signer, claims: dict) -> str:
-    return Signer(Ed25519PrivateKey.generate()).sign(claims)
+    return Signer(SigningKey.generate()).sign(claims)
 
 
 def alg_none(signer: Signer, claims: dict) -> str:
