@@ -24,6 +24,7 @@ import pytest
 
 from agentproc import uds_call, wait_for
 from hosts import pbx_box
+from mikolicd import journal
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGING = ROOT / "packaging" / "debian"
@@ -31,6 +32,7 @@ SITE = Path("/usr/lib/mikolicd/lib/python3.11/site-packages")
 STATE = Path("/var/lib/mikolicd")
 CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}  # nothing of the test's venv
 BUILD_TIMEOUT = 300
+STATE_CHANGED = journal.STATE_CHANGED  # one of the catalog's message ids
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="installs a package: root only"),
@@ -225,6 +227,10 @@ def test_installing_enables_the_service_and_its_socket(installed):
     assert Path("/etc/systemd/system/sockets.target.wants/mikolicd.socket").is_symlink()
 
 
+def test_installing_registers_the_journal_catalog(installed):
+    assert STATE_CHANGED in run("journalctl", "--list-catalog")
+
+
 def test_installed_daemon_activates_through_its_socket(activation):
     assert (activation.code, activation.status["state"]) == (200, "active"), activation.status
 
@@ -261,4 +267,5 @@ def test_purge_leaves_nothing_but_the_account(installed, activation):
     enablement = [str(path) for base in ("/etc/systemd/system", "/var/lib/systemd/deb-systemd-helper-enabled")
                   for path in Path(base).rglob("mikolicd*")]
     assert enablement == []
+    assert STATE_CHANGED not in run("journalctl", "--list-catalog")
     assert pwd.getpwnam("mikolicd").pw_dir == "/var/lib/mikolicd"  # Debian keeps system accounts
