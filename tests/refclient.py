@@ -72,10 +72,11 @@ class Agent:
         """A copied state directory: the same key and token, living on independently."""
         return replace(self)
 
-    def offline_request(self, number: str, host: dict, nonce: str) -> str:
+    def offline_request(self, number: str, host: dict, nonce: str, claimed_id: str | None = None) -> str:
+        """Signed by this installation's key; `claimed_id` names another installation instead of its own."""
         return sign({"registration_number": number, "host": host, "nonce": nonce, "iat": int(time.time()),
-                     "install_id": self.id, "description": "pbx in the basement"}, self.key, OFFLINE_REQUEST_TYPE,
-                    embed_key=True)
+                     "install_id": claimed_id or self.id, "description": "pbx in the basement"}, self.key,
+                    OFFLINE_REQUEST_TYPE, embed_key=True)
 
     def receipt(self, number: str, nonce: str | None = None) -> str:
         return sign({"registration_number": number, "install_id": self.id, "nonce": nonce or new_nonce(),
