@@ -45,6 +45,10 @@ class Caller:
     nonce: str
     installation: Installation
 
+    @property
+    def install_id(self) -> str:
+        return self.installation.id
+
 
 @dataclass(frozen=True)
 class TrialForm:

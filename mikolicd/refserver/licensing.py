@@ -150,14 +150,15 @@ class Licensing:
         return dt.datetime.fromtimestamp(self.clock(), dt.timezone.utc).date()
 
     @contextmanager
-    def _call(self, nonce: str, install_id: str) -> Iterator[None]:
-        """One transaction; a refusal that ends trust leaves it signed and bound to the request's nonce."""
+    def _call(self, asker: Caller | Receipt) -> Iterator[None]:
+        """One transaction; a refusal that ends trust leaves it signed and bound to the asker's nonce."""
         try:
             with self.db.transaction():
                 yield
         except ProtocolError as exc:
             if exc.code in SIGNED:
-                exc.refusal = self.signer.sign_refusal(refusal_claims(exc, nonce, install_id, self._now()))
+                exc.refusal = self.signer.sign_refusal(refusal_claims(exc, asker.nonce, asker.install_id,
+                                                                      self._now()))
             raise
 
     def _license(self, number: object) -> LicenseRow:
@@ -257,12 +258,13 @@ class Licensing:
             log.info("%s: host released %d capture(s)", regnum.mask(lic.number), len(mine))
 
     def trial(self, form: TrialForm, product: int, caller: Caller) -> dict:
-        with self._call(caller.nonce, caller.installation.id):
+        with self._call(caller):
             for row in self.db.trial_candidates(caller.host):
                 if match(row.host, caller.host).holds:
                     if not (_same(row.email, form.email) and _same(row.companyname, form.companyname)):
                         raise refusal(TRIAL_TAKEN)
-                    return self._confirmed(self._license(row.number), caller, True)
+                    lic = self._license(row.number)
+                    return {"registration_number": lic.number, "document": self._confirmed(lic, caller, True)}
             if self.db.email_used_by_another_company(form.email, form.companyname):
                 raise refusal(TRIAL_EMAIL_TAKEN)
             owner = Owner(form.companyname.strip(), form.contact.strip(), form.email.strip(), form.tel.strip(),
@@ -270,32 +272,30 @@ class Licensing:
             number = self._create(owner, product, seat_feature(product), 1,
                                   self._today() + dt.timedelta(days=TRIAL_DAYS), True, caller.host)
             log.info("%s: trial of product %d issued", regnum.mask(number), product)
-            return self._confirmed(self._license(number), caller, True)
+            return {"registration_number": number, "document": self._confirmed(self._license(number), caller, True)}
 
     def _confirmed(self, lic: LicenseRow, caller: Caller, explicit: bool, ttl: int | None = None,
-                   offline: bool = False) -> dict:
-        session = self._seat(lic, caller, explicit)
-        return {"registration_number": lic.number,
-                "document": self._answer(lic.number, session, caller, ttl, offline)}
+                   offline: bool = False) -> str:
+        """The document for the caller's seat, which it holds, takes, or (`explicit`) takes over."""
+        return self._answer(lic.number, self._seat(lic, caller, explicit), caller, ttl, offline)
 
     def activate(self, number: object, caller: Caller) -> dict:
         """An admin's "this machine holds the seat": takes a free seat, takes over from a reinstall's
         predecessor, and restarts a token chain a copy has moved on."""
-        with self._call(caller.nonce, caller.installation.id):
-            return {"document": self._confirmed(self._license(number), caller, True)["document"]}
+        with self._call(caller):
+            return {"document": self._confirmed(self._license(number), caller, True)}
 
     def validate(self, number: object, caller: Caller) -> dict:
-        with self._call(caller.nonce, caller.installation.id):
-            return {"document": self._confirmed(self._license(number), caller, False)["document"]}
+        with self._call(caller):
+            return {"document": self._confirmed(self._license(number), caller, False)}
 
     def offline_answer(self, request: OfflineRequest, ttl: int) -> str:
         """An activation carried by hand: the document lives `ttl` and says it is offline."""
-        caller = request.caller
-        with self._call(caller.nonce, caller.installation.id):
-            return self._confirmed(self._license(request.registration_number), caller, True, ttl, True)["document"]
+        with self._call(request.caller):
+            return self._confirmed(self._license(request.registration_number), request.caller, True, ttl, True)
 
     def release(self, number: object, caller: Caller) -> dict:
-        with self._call(caller.nonce, caller.installation.id):
+        with self._call(caller):
             self._release(self._license(number), caller)
             return {"released": True}
 
@@ -306,7 +306,7 @@ class Licensing:
         self._free(lic, caller.host)
 
     def redeem(self, number: object, coupon: str, caller: Caller) -> dict:
-        with self._call(caller.nonce, caller.installation.id):
+        with self._call(caller):
             lic = self._license(number)
             session = self._activated(lic, caller, COUPON_ERROR, "a coupon")
             try:
@@ -331,7 +331,7 @@ class Licensing:
             return {"document": self._answer(lic.number, session, caller)}
 
     def product_trial(self, number: object, product: int, caller: Caller) -> dict:
-        with self._call(caller.nonce, caller.installation.id):
+        with self._call(caller):
             lic = self._license(number)
             session = self._activated(lic, caller, NO_FREE_SEAT, "a product trial")
             if all(p.id != product for p in lic.products):
@@ -346,7 +346,7 @@ class Licensing:
 
     def capture(self, number: object, feature: int, caller: Caller) -> dict:
         """The seat feature's session is the activation's; any other feature needs the seat first."""
-        with self._call(caller.nonce, caller.installation.id):
+        with self._call(caller):
             lic = self._license(number)
             if feature == lic.seat_feature:
                 seat = session = self._seat(lic, caller, False)
@@ -357,7 +357,7 @@ class Licensing:
 
     def release_feature(self, number: object, feature: int, session: str, caller: Caller) -> dict:
         """Releasing the seat feature's session releases the seat, exactly like `release`."""
-        with self._call(caller.nonce, caller.installation.id):
+        with self._call(caller):
             lic = self._license(number)
             capture = next((c for c in lic.captures if c.session == session and c.feature == feature), None)
             if capture is None:
@@ -371,14 +371,14 @@ class Licensing:
             return {"released": True}
 
     def metrics(self, number: object, caller: Caller, fields: dict[str, str]) -> dict:
-        with self._call(caller.nonce, caller.installation.id):
+        with self._call(caller):
             lic = self._license(number)
             self.db.add_metrics(lic.number, caller.host, fields, self._now())
             return {"accepted": True}
 
     def offline_release(self, receipt: Receipt) -> dict:
         """A seat given back without a network: accepted once, from the installation that holds it."""
-        with self._call(receipt.nonce, receipt.install_id):
+        with self._call(receipt):
             lic = self._license(receipt.registration_number)
             if self.db.receipt_used(receipt.nonce):
                 raise refusal(KEY_ERROR, "this release receipt was already used", lic.number)
