@@ -156,6 +156,12 @@ def test_retrying_with_the_parent_token_never_gets_2060(refserver, box):
     assert box.call("validation", registration_number=number)[0] == 200
 
 
+def test_a_box_that_lost_the_answer_to_its_first_activation_retries_with_no_token(refserver, box):
+    number = refserver.issue()
+    assert box.call("activation", registration_number=number, keep=False)[0] == 200
+    assert box.agent.token is None and box.call("validation", registration_number=number)[0] == 200
+
+
 def test_a_copy_that_kept_the_newest_token_goes_on_and_the_other_is_refused_for_good(refserver, box):
     number = activated(refserver, box)
     copy = box.clone()

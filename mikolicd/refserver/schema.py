@@ -132,8 +132,10 @@ def _statements(script: str) -> list[str]:
 def upgrade(conn: sqlite3.Connection) -> None:
     """Bring a database of an older version to this one, in one transaction; refuse a newer one.
 
-    The version is read inside the transaction: a second process opening the same file waits, then
-    finds the work done."""
+    The version is read again inside the transaction: a second process opening the same file waits,
+    then finds the work done."""
+    if conn.execute("PRAGMA user_version").fetchone() == (VERSION,):
+        return
     conn.create_function("fold", 1, fold, deterministic=True)
     conn.execute("BEGIN IMMEDIATE")
     try:
