@@ -209,7 +209,8 @@ def measure(scale: Scale) -> tuple[list[Row], list[float]]:
         pki = make_pki(base / "pki")
         for size in (scale.small, scale.large):
             print(f"  filling and starting a server with {size:,} licenses", file=sys.stderr)
-            servers.append(Server(base / f"server-{size}", pki, size).start())
+            servers.append(Server(base / f"server-{size}", pki, size))  # stopped below whatever happens
+            servers[-1].start()
         samples: dict[tuple[str, int], list[float]] = {}
         for round_ in range(scale.rounds):
             for server in servers if round_ % 2 == 0 else servers[::-1]:

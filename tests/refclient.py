@@ -1,5 +1,7 @@
 """Boxes as the reference server sees them: made-up hardware, an installation's key pair and the token it
-holds, talking the licensing protocol over real HTTPS (from any loopback address), or in process."""
+holds, talking the licensing protocol over real HTTPS (from any loopback address), or in process.
+
+The fixtures at the end are imported by the reference server's test modules."""
 from __future__ import annotations
 
 import http.client
@@ -8,9 +10,12 @@ import os
 import ssl
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import pytest
 from nacl.signing import SigningKey
 
 from mikolicd.fingerprint import keyed_hash
@@ -20,6 +25,9 @@ from mikolicd.refserver.fields import Caller, Installation, install_id
 from mikolicd.refserver.licensing import Licensing
 from mikolicd.refserver.signing import Signer
 from mikolicd.refserver.wire import OFFLINE_REQUEST_TYPE, RELEASE_RECEIPT_TYPE
+
+if TYPE_CHECKING:
+    from conftest import RefServer
 
 Answer = tuple[int, dict]
 TIMEOUT = 10.0
@@ -157,3 +165,41 @@ def in_process(directory: Path, clock: FakeClock, **options: int) -> Licensing:
 
 def caller(agent: Agent, host: dict) -> Caller:
     return Caller(host["components"], new_nonce(), agent.installation())
+
+
+def activated(server: RefServer, box: Box, *issue_args: str) -> str:
+    """A new number, activated by `box`."""
+    number = server.issue(*issue_args)
+    status, answer = box.call("activation", registration_number=number)
+    assert status == 200, answer
+    return number
+
+
+@pytest.fixture(scope="module")
+def connection(refserver: RefServer) -> Iterator[Connection]:
+    conn = Connection(refserver.port, refserver.ca)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def box(connection: Connection) -> Box:
+    return Box(connection)
+
+
+@pytest.fixture
+def other(connection: Connection) -> Box:
+    """A second box, on other hardware."""
+    return Box(connection)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def licensing(tmp_path: Path, clock: FakeClock) -> Iterator[Licensing]:
+    made = in_process(tmp_path, clock)
+    yield made
+    made.db.close()

@@ -7,7 +7,6 @@ import socket
 import ssl
 import stat
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,27 +14,10 @@ from mikolicd.jws import b64url_decode, load_trusted_keys
 from mikolicd.license import Feature, License, read_document
 
 from conftest import RefServer
-from refclient import Answer, Box, Connection, new_host, trial_form
+from refclient import Answer, Box, Connection, activated, new_host, trial_form
+from refclient import box, connection, other  # noqa: F401  (fixtures)
 
 FORTNIGHT = 14 * 86400
-
-
-@pytest.fixture(scope="module")
-def connection(refserver: RefServer) -> Iterator[Connection]:
-    conn = Connection(refserver.port, refserver.ca)
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def box(connection: Connection) -> Box:
-    return Box(connection)
-
-
-@pytest.fixture
-def other(connection: Connection) -> Box:
-    """A second box, on other hardware."""
-    return Box(connection)
 
 
 def error_code(answer: Answer) -> int | None:
@@ -50,12 +32,6 @@ def document(server: RefServer, token: str) -> License:
 
 def issued_on(lic: License) -> dt.date:
     return dt.datetime.fromtimestamp(lic.issued_at, dt.timezone.utc).date()
-
-
-def activated(refserver: RefServer, box: Box, *issue_args: str) -> str:
-    number = refserver.issue(*issue_args)
-    assert box.call("activation", registration_number=number)[0] == 200
-    return number
 
 
 # trials

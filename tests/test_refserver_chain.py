@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,7 +14,8 @@ from mikolicd.refserver.fields import Installation, TrialForm
 from mikolicd.refserver.licensing import ProtocolError
 
 from conftest import RefServer
-from refclient import Agent, Answer, Box, Connection, FakeClock, caller, in_process, new_host, trial_form
+from refclient import Agent, Answer, Box, activated, caller, new_host, trial_form
+from refclient import box, clock, connection, licensing  # noqa: F401  (fixtures)
 
 COPIED_MESSAGE = ('(2060) This installation was copied: another copy of it holds the seat. Keep it on one machine: '
                   'on the machine that should hold the seat run "mikolicctl activate" again, or ask for the binding '
@@ -73,13 +73,6 @@ def test_an_answer_makes_the_presented_token_the_parent_of_a_new_one():
 
 # the rules applied to the database (in process, fake clock)
 
-@pytest.fixture
-def licensing(tmp_path):
-    lic = in_process(tmp_path, FakeClock())
-    yield lic
-    lic.db.close()
-
-
 def seat_chain(licensing, number: str) -> Chain | None:
     (seat,) = [c for c in licensing.db.license(number).captures if c.feature == 33]
     return seat.chain
@@ -116,24 +109,6 @@ def test_a_validation_writes_exactly_one_row(licensing):
 
 # over HTTPS: copies, retries, takeover and signed refusals
 
-@pytest.fixture(scope="module")
-def connection(refserver: RefServer) -> Iterator[Connection]:
-    conn = Connection(refserver.port, refserver.ca)
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def box(connection: Connection) -> Box:
-    return Box(connection)
-
-
-def activated(refserver: RefServer, box: Box, *issue_args: str) -> str:
-    number = refserver.issue(*issue_args)
-    assert box.call("activation", registration_number=number)[0] == 200
-    return number
-
-
 def refusal_claims(refserver: RefServer, answer: Answer) -> dict:
     return verify(answer[1]["error"]["refusal"], load_trusted_keys(refserver.trusted_keys), REFUSAL_TYPE)
 
@@ -162,11 +137,17 @@ def test_a_box_that_lost_the_answer_to_its_first_activation_retries_with_no_toke
     assert box.agent.token is None and box.call("validation", registration_number=number)[0] == 200
 
 
-def test_a_copy_that_kept_the_newest_token_goes_on_and_the_other_is_refused_for_good(refserver, box):
+def moved_on_by_a_copy(refserver: RefServer, box: Box) -> tuple[str, Box]:
+    """(number, copy): `box` and its copy validated once each, so `box` holds a token the chain has left."""
     number = activated(refserver, box)
     copy = box.clone()
     box.call("validation", registration_number=number)
     copy.call("validation", registration_number=number)
+    return number, copy
+
+
+def test_a_copy_that_kept_the_newest_token_goes_on_and_the_other_is_refused_for_good(refserver, box):
+    number, copy = moved_on_by_a_copy(refserver, box)
     assert code(box.call("validation", registration_number=number)) == 2060
     assert [code(copy.call("validation", registration_number=number)) for _ in range(3)] == [None] * 3
     assert code(box.call("validation", registration_number=number)) == 2060
@@ -223,10 +204,7 @@ def test_other_calls_from_an_installation_without_the_seat_are_a_signed_2008(ref
 
 
 def test_a_copy_cannot_release_the_seat(refserver, box):
-    number = activated(refserver, box)
-    copy = box.clone()
-    box.call("validation", registration_number=number)
-    copy.call("validation", registration_number=number)
+    number, copy = moved_on_by_a_copy(refserver, box)
     assert code(box.call("release", registration_number=number)) == 2060
     assert copy.call("validation", registration_number=number)[0] == 200
 

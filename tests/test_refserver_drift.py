@@ -12,7 +12,8 @@ from mikolicd.refserver.drift import REBIND_INTERVAL, Bound, follow
 from mikolicd.refserver.fields import TrialForm
 from mikolicd.refserver.licensing import ProtocolError
 
-from refclient import HOST_PARTS, Agent, Box, Connection, FakeClock, caller, in_process, new_host, trial_form
+from refclient import HOST_PARTS, Agent, Box, Connection, caller, in_process, new_host, trial_form
+from refclient import clock, licensing  # noqa: F401  (fixtures)
 
 DAY = 86400
 SEED = "drift"
@@ -83,18 +84,6 @@ def test_the_rebind_interval_is_a_serve_option(refserver_factory):
 
 
 # with a clock in the test's hands
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def licensing(tmp_path, clock):
-    lic = in_process(tmp_path, clock)
-    yield lic
-    lic.db.close()
-
 
 def test_parts_replaced_a_month_apart_follow_the_host(licensing, clock):
     agent = Agent()

@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
 from mikolicd.refserver import fields
 from mikolicd.refserver.fields import FieldError
 
-from conftest import RefServer
 from refclient import Agent, Connection, new_nonce, trial_form
+from refclient import connection  # noqa: F401  (a fixture)
 
 LONG = "x" * 257
 NUMBER = "MIKO-AAAAA-BBBBB-CCCCC-DDDDD"
-
-
-@pytest.fixture(scope="module")
-def connection(refserver: RefServer) -> Iterator[Connection]:
-    conn = Connection(refserver.port, refserver.ca)
-    yield conn
-    conn.close()
 
 
 def body(call: str, **changes: object) -> dict:

@@ -2,7 +2,6 @@
 (docs/protocol.md, "Offline activation")."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,16 +11,10 @@ from mikolicd.jws import load_trusted_keys, verify
 from mikolicd.license import REFUSAL_TYPE, License, read_document
 
 from conftest import RefServer
-from refclient import Agent, Box, Connection, claims_of, new_host, new_nonce
+from refclient import Agent, Box, claims_of, new_host, new_nonce
+from refclient import connection  # noqa: F401  (a fixture)
 
 YEAR = 365 * 86400
-
-
-@pytest.fixture(scope="module")
-def connection(refserver: RefServer) -> Iterator[Connection]:
-    conn = Connection(refserver.port, refserver.ca)
-    yield conn
-    conn.close()
 
 
 def written(tmp_path: Path, text: str) -> str:
