@@ -27,7 +27,7 @@ from mikolicd.refserver.ratelimit import Limiter, Limits, TokenBucket
 from mikolicd.refserver.wire import COPIED, OFFLINE_RELEASE
 from mikolicd.regnum import mask
 
-__all__ = ["TokenBucket", "make_app", "serve"]
+__all__ = ["TokenBucket", "make_app", "serve"]  # TokenBucket: the fleet benchmark simulates the server with it
 
 log = logging.getLogger("mikolicd.refserver")
 

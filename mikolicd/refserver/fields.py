@@ -128,14 +128,16 @@ def host(value: object) -> Components:
     return {_string(name, "host"): _component(part) for name, part in components.items()}
 
 
-def _b64url(value: object, name: str, size: int) -> bytes:
-    """`size` raw bytes in base64url without padding, in its one canonical spelling."""
+def _b64url(value: object, name: str, size: int, what: str = "") -> bytes:
+    """`size` raw bytes in base64url without padding, in its one canonical spelling; `what` names the part
+    of field `name` it is, for the message."""
     spelled = len(b64url_encode(bytes(size)))
     if isinstance(value, str) and len(value) == spelled and _B64URL.fullmatch(value):
         raw = b64url_decode(value)
         if b64url_encode(raw) == value:
             return raw
-    raise FieldError(name, f"{name} must be {size} bytes in base64url without padding ({spelled} characters)")
+    raise FieldError(name, f"{what or name} must be {size} bytes in base64url without padding ({spelled} "
+                           "characters)")
 
 
 def nonce(value: object) -> str:
@@ -146,7 +148,7 @@ def nonce(value: object) -> str:
 def installation(value: object) -> Installation:
     if not isinstance(value, dict):
         raise FieldError("installation", 'installation must be {"id": ID, "key": KEY, "token": TOKEN or null}')
-    key = _b64url(value.get("key"), "installation", 32)
+    key = _b64url(value.get("key"), "installation", 32, "installation key")
     ident, token = value.get("id"), value.get("token")
     if not isinstance(ident, str) or not _HEX32.fullmatch(ident):
         raise FieldError("installation", "installation id must be 32 lower-case hex digits")

@@ -292,7 +292,10 @@ class Licensing:
     def offline_answer(self, request: OfflineRequest, ttl: int) -> str:
         """An activation carried by hand: the document lives `ttl` and says it is offline."""
         with self._call(request.caller):
-            return self._confirmed(self._license(request.registration_number), request.caller, True, ttl, True)
+            lic = self._license(request.registration_number)
+            log.info("%s: offline answer for the host described as %r", regnum.mask(lic.number),
+                     request.description[:80])
+            return self._confirmed(lic, request.caller, True, ttl, True)
 
     def release(self, number: object, caller: Caller) -> dict:
         with self._call(caller):
