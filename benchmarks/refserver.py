@@ -169,12 +169,10 @@ def wal_pages_per_validation(server: Server, count: int) -> float:
     wal = server.directory / "licenses.db-wal"
     conn = sqlite3.connect(server.directory / "licenses.db")
     try:
-        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        empty_log(conn)
         page = conn.execute("PRAGMA page_size").fetchone()[0]
     finally:
         conn.close()
-    if busy:
-        raise RuntimeError("the write-ahead log could not be emptied")
     for _ in range(count):
         validation(server)
     return max(0, wal.stat().st_size - 32) / (page + 24) / count
@@ -183,23 +181,35 @@ def wal_pages_per_validation(server: Server, count: int) -> float:
 Row = tuple[str, float, float]  # what, at the small size, at the large size
 
 
-def write_cost(server: Server, count: int) -> float:
-    """Median time of the one write a validation makes (one seat row, committed with fsync), made from a
-    connection of our own while the server is idle."""
-    conn = sqlite3.connect(server.directory / "licenses.db", isolation_level=None)
+def empty_log(conn: sqlite3.Connection) -> None:
+    """Checkpoint and truncate the write-ahead log, so no checkpoint runs inside what is measured next."""
+    if conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+        raise RuntimeError("the write-ahead log could not be emptied")
+
+
+def write_costs(servers: list[Server], count: int) -> list[float]:
+    """Median time, per server, of the one write a validation makes (one seat row, committed with fsync),
+    made from connections of our own while the servers are idle, alternating between them."""
+    conns = [sqlite3.connect(server.directory / "licenses.db", isolation_level=None) for server in servers]
     try:
-        conn.execute("PRAGMA synchronous = FULL")
-        sessions = [s for (s,) in conn.execute("SELECT session FROM captures ORDER BY random() LIMIT ?", (count,))]
-        samples = []
-        for session in sessions:
-            start = time.perf_counter()
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("UPDATE captures SET seen_at = seen_at + 1 WHERE session = ?", (session,))
-            conn.execute("COMMIT")
-            samples.append(time.perf_counter() - start)
+        sessions = []
+        for conn in conns:
+            conn.execute("PRAGMA synchronous = FULL")
+            empty_log(conn)
+            sessions.append([s for (s,) in conn.execute("SELECT session FROM captures ORDER BY random() LIMIT ?",
+                                                        (count,))])
+        samples: list[list[float]] = [[] for _ in conns]
+        for i in range(count):
+            for conn, mine, out in zip(conns, sessions, samples):
+                start = time.perf_counter()
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("UPDATE captures SET seen_at = seen_at + 1 WHERE session = ?", (mine[i],))
+                conn.execute("COMMIT")
+                out.append(time.perf_counter() - start)
     finally:
-        conn.close()
-    return median(samples)
+        for conn in conns:
+            conn.close()
+    return [median(out) for out in samples]
 
 
 def measure(scale: Scale) -> tuple[list[Row], list[float]]:
@@ -218,8 +228,8 @@ def measure(scale: Scale) -> tuple[list[Row], list[float]]:
                     calls = [run(server) for _ in range(scale.calls)]
                     samples.setdefault((kind, server.size), []).append(median(calls))
         rows = [(kind, median(samples[(kind, scale.small)]), median(samples[(kind, scale.large)])) for kind in KINDS]
-        rows.append(("the validation's one write (row + fsync)",
-                     *(write_cost(server, scale.calls) for server in servers)))
+        small, large = write_costs(servers, scale.calls)
+        rows.append(("the validation's one write (row + fsync)", small, large))
         return rows, [wal_pages_per_validation(server, scale.calls) for server in servers]
     finally:
         for server in servers:
