@@ -228,7 +228,7 @@ def measure(scale: Scale) -> tuple[list[Row], list[float]]:
                     calls = [run(server) for _ in range(scale.calls)]
                     samples.setdefault((kind, server.size), []).append(median(calls))
         rows = [(kind, median(samples[(kind, scale.small)]), median(samples[(kind, scale.large)])) for kind in KINDS]
-        small, large = write_costs(servers, scale.calls)
+        small, large = write_costs(servers, 10 * scale.calls)  # cheap: more samples against fsync noise
         rows.append(("the validation's one write (row + fsync)", small, large))
         return rows, [wal_pages_per_validation(server, scale.calls) for server in servers]
     finally:
