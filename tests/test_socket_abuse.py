@@ -17,7 +17,9 @@ import psutil
 import pytest
 
 from agentproc import AgentProcess, box_agent, running, uds_call
-from mikolicd.httpserver import REQUEST_TIMEOUT, MAX_BODY
+from mikolicd.httpproto import Limits
+
+LIMITS = Limits()
 
 RSS_HEADROOM = 64 * 1024 * 1024
 CONCURRENT = 500
@@ -137,7 +139,7 @@ def test_path_traversal_reaches_no_file(path, target):
 @pytest.mark.parametrize("path", ["/v1/activation", "/license.api/changekey"])
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
 def test_bodies_over_64_kib_are_refused_with_413(framing, path, target):
-    body = b"a" * (MAX_BODY + 1)
+    body = b"a" * (LIMITS.max_body + 1)
     if framing == "chunked":
         payload = request("POST", path, "Transfer-Encoding: chunked",
                           body=b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
@@ -168,7 +170,7 @@ STALLS: dict[str, bytes] = {
 
 
 def test_stalled_clients_are_cut_off_without_blocking_others(target):
-    bound = 3 * REQUEST_TIMEOUT
+    bound = 3 * LIMITS.request_timeout
     stalled = {name: connect(target.agent.sock, bound) for name in STALLS}
     try:
         for name, conn in stalled.items():
