@@ -99,9 +99,8 @@ class Router:
 
 # ---------------------------------------------------------------------------------------------- peers
 SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux 4.13+; Python 3.11's socket module lacks the name
-NGROUPS_MAX = 65536
+PEERGROUPS_BYTES = 1024  # the most Python's getsockopt reads: 256 groups
 _CRED = struct.Struct("3i")
-_GROUPS_FIRST_TRY = 64
 
 
 def root_or_self(peer: Peer) -> bool:
@@ -124,14 +123,12 @@ def peer_of(transport: asyncio.BaseTransport) -> Peer:
 def _peer_groups(sock: Any, uid: int, gid: int) -> tuple[int, ...]:
     """The supplementary groups the peer itself holds (SO_PEERGROUPS), not what /etc/group says now."""
     try:
-        raw = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, _GROUPS_FIRST_TRY * 4)
+        raw = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, PEERGROUPS_BYTES)
     except OSError as exc:
-        if exc.errno == errno.ERANGE:
-            raw = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, NGROUPS_MAX * 4)
-        elif exc.errno == errno.ENOPROTOOPT:  # a kernel before 4.13: the user's groups are the best left
+        # A kernel before 4.13, or a peer in more groups than Python can read: its user's groups stand in.
+        if exc.errno in (errno.ENOPROTOOPT, errno.ERANGE):
             return _groups_of_user(uid, gid)
-        else:
-            raise
+        raise
     return struct.unpack(f"{len(raw) // 4}I", raw)
 
 

@@ -1,86 +1,516 @@
-"""The local HTTP server on a real Unix socket: ordering, keep-alive, half-close, routing."""
+"""The asyncio shell of the local HTTP server on real Unix sockets, and its pure helpers (routes, caps,
+the accept-error log): ordering, keep-alive, half-close, 100-continue, 408, flow control, connection
+caps, requests of clients that hung up, peer credentials."""
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import os
+import shutil
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from mikolicd.httpserver import HTTPError, Request, Response, Router, Server, json_response
+from agentproc import wait_for
+from mikolicd import httpserver
+from mikolicd.httpserver import (AcceptErrorLog, Admission, HTTPError, Limits, Peer, Request, Response, Router,
+                                 Server, json_response, root_or_self)
+
+AS_ROOT = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
+ANSWER = 32 * 1024  # a few fill the kernel's socket buffers, and two the write buffer
 
 
 def render(error: HTTPError, path: str) -> Response:
-    return json_response({"error": error.message}, error.status)
+    return json_response({"error": error.message, "path": path}, error.status)
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Path]:
-    """A server with a plain and a slow handler, on its own loop in a thread."""
+@dataclass
+class Served:
+    """A server on its own loop in a thread, with handlers that record what they ran."""
+
+    path: Path
+    server: Server
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
+    ran: list[str] = field(default_factory=list)
+    privileged: bool = False
+
+    def inspect(self, fn: Callable[[], Any]) -> Any:
+        """Run `fn` on the server's loop, where its state lives."""
+        async def call() -> Any:
+            return fn()
+        return asyncio.run_coroutine_threadsafe(call(), self.loop).result(5)
+
+    def connection(self) -> httpserver.Connection:
+        return self.inspect(lambda: next(iter(self.server.connections)))
+
+
+def routes(served: Served) -> Router:
     router = Router()
     router.add("GET", "/plain", lambda request: json_response({"path": request.path, "q": request.query}))
 
     async def slow(request: Request) -> Response:
         await asyncio.sleep(0.2)
         return json_response({"slow": True})
-    router.add("GET", "/slow", slow)
-    router.add("GET", "/items/{item}", lambda request: json_response(request.params))
-    server = Server(router, render)
-    path = tmp_path / "http.sock"
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
 
-    def run() -> None:
-        loop.run_until_complete(server.listen_unix(str(path)))
-        ready.set()
-        loop.run_forever()
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    ready.wait(5)
-    yield path
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
+    async def write(request: Request) -> Response:
+        served.ran.append(request.query["id"])
+        return json_response({"done": request.query["id"]})
+
+    def block(request: Request) -> Response:
+        time.sleep(0.5)  # holds the whole loop: connections meanwhile wait in the listen backlog
+        return json_response({})
+
+    router.add("GET", "/slow", slow)
+    router.add("POST", "/write", write)
+    router.add("GET", "/block", block)
+    router.add("POST", "/echo", lambda request: Response(200, request.body, "text/plain"))
+    router.add("GET", "/peer", lambda request: json_response({"uid": request.peer.uid, "pid": request.peer.pid,
+                                                              "groups": list(request.peer.groups)}))
+    router.add("GET", "/items/{item}", lambda request: json_response(request.params))
+    return router
+
+
+@pytest.fixture
+def serve(short_dir: Path) -> Iterator[Callable[..., Served]]:
+    """Start servers with given limits; a server's `privileged` flag says whether its peers are privileged."""
+    started: list[Served] = []
+
+    def start(limits: Limits = Limits()) -> Served:
+        loop = asyncio.new_event_loop()
+        served = Served(short_dir / f"http{len(started)}.sock", None, loop, None)  # type: ignore[arg-type]
+        served.server = Server(routes(served), render, limits=limits, privileged=lambda peer: served.privileged)
+        ready = threading.Event()
+
+        def run() -> None:
+            loop.run_until_complete(served.server.listen_unix(str(served.path)))
+            ready.set()
+            loop.run_forever()
+        served.thread = threading.Thread(target=run, daemon=True)
+        served.thread.start()
+        assert ready.wait(5)
+        started.append(served)
+        return served
+
+    yield start
+    for served in started:
+        asyncio.run_coroutine_threadsafe(served.server.close(0), served.loop).result(5)
+        served.loop.call_soon_threadsafe(served.loop.stop)
+        served.thread.join(5)
+
+
+@pytest.fixture
+def served(serve: Callable[..., Served]) -> Served:
+    return serve()
+
+
+def connect(path: Path, timeout: float = 5) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(timeout)
+    s.connect(str(path))
+    return s
+
+
+def read_all(s: socket.socket) -> bytes:
+    received = b""
+    while chunk := s.recv(65536):
+        received += chunk
+    return received
 
 
 def talk(path: Path, data: bytes, half_close: bool = False) -> bytes:
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(5)
-        s.connect(str(path))
+    with connect(path) as s:
         s.sendall(data)
         if half_close:
             s.shutdown(socket.SHUT_WR)
-        received = b""
-        while chunk := s.recv(65536):
-            received += chunk
-        return received
+        return read_all(s)
 
 
 def get(path: str, *headers: str) -> bytes:
     return (f"GET {path} HTTP/1.1\r\nHost: x\r\n" + "".join(f"{h}\r\n" for h in headers) + "\r\n").encode()
 
 
+def post(path: str, body: bytes = b"") -> bytes:
+    return f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+def answer_of(raw: bytes) -> tuple[int, dict]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def exchange(s: socket.socket, data: bytes) -> bytes:
+    """One request on a kept-alive connection, and its whole answer."""
+    s.sendall(data)
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += s.recv(65536)
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    while len(body) < length:
+        body += s.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+# ------------------------------------------------------------------------------------------- order and framing
 def test_pipelined_requests_are_answered_in_order(served):
-    answer = talk(served, get("/slow") + get("/plain") + get("/plain?a=1", "Connection: close"))
+    answer = talk(served.path, get("/slow") + get("/plain") + get("/plain?a=1", "Connection: close"))
     assert answer.count(b"HTTP/1.1 200 OK") == 3
     assert answer.index(b'"slow"') < answer.index(b'"q": {}') < answer.index(b'"a": "1"')
 
 
 def test_a_peer_that_half_closes_still_gets_its_answer(served):
-    assert b'{"slow": true}' in talk(served, get("/slow"), half_close=True)
+    assert b'{"slow": true}' in talk(served.path, get("/slow"), half_close=True)
 
 
 def test_unknown_path_is_404_and_wrong_method_405(served):
-    assert talk(served, get("/nothing", "Connection: close")).startswith(b"HTTP/1.1 404")
-    answer = talk(served, b"DELETE /plain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert talk(served.path, get("/nothing", "Connection: close")).startswith(b"HTTP/1.1 404")
+    answer = talk(served.path, b"DELETE /plain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 405") and b"allowed: GET" in answer
 
 
-def test_a_trailing_path_segment_is_a_parameter(served):
-    assert b'{"item": "42"}' in talk(served, get("/items/42", "Connection: close"))
+def test_a_path_segment_can_be_a_parameter(served):
+    assert b'{"item": "42"}' in talk(served.path, get("/items/42", "Connection: close"))
 
 
 def test_garbage_gets_400_and_the_connection_ends(served):
-    answer = talk(served, b"\x16\x03\x01 this is not http\r\n\r\n")
+    answer = talk(served.path, b"\x16\x03\x01 this is not http\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 400") and b"Connection: close" in answer
+
+
+def test_a_refusal_is_sent_after_the_answers_owed_before_it(served):
+    answer = talk(served.path, get("/slow") + b"garbage\r\n\r\n")
+    assert answer.index(b'{"slow": true}') < answer.index(b"HTTP/1.1 400")
+
+
+# ------------------------------------------------------------------------------------------- routes
+def noop(request: Request) -> Response:
+    return Response(200)
+
+
+def other(request: Request) -> Response:
+    return Response(201)
+
+
+def test_placeholders_may_stand_in_any_segment():
+    router = Router()
+    router.add("POST", "/v1/products/{id}/trial", noop)
+    router.add("DELETE", "/v1/features/{id}/captures/{session}", noop)
+    assert router.resolve("POST", "/v1/products/12/trial") == (noop, {"id": "12"})
+    assert router.resolve("DELETE", "/v1/features/33/captures/s-1") == (noop, {"id": "33", "session": "s-1"})
+
+
+@pytest.mark.parametrize("path", ["/v1/products/12", "/v1/products//trial", "/v1/products/12/trial/x"])
+def test_a_path_of_another_shape_is_404(path):
+    router = Router()
+    router.add("POST", "/v1/products/{id}/trial", noop)
+    with pytest.raises(HTTPError) as refused:
+        router.resolve("POST", path)
+    assert refused.value.status == 404
+
+
+def test_an_exact_path_wins_over_a_placeholder():
+    router = Router()
+    router.add("GET", "/v1/offline/{what}", noop)
+    router.add("GET", "/v1/offline/request", other)
+    assert router.resolve("GET", "/v1/offline/request") == (other, {})
+
+
+def test_the_method_picks_among_routes_that_match_and_405_lists_them_all():
+    router = Router()
+    router.add("GET", "/v1/{kind}/33", noop)
+    router.add("POST", "/v1/features/{id}", other)
+    assert router.resolve("POST", "/v1/features/33")[0] is other
+    with pytest.raises(HTTPError) as refused:
+        router.resolve("DELETE", "/v1/features/33")
+    assert refused.value.status == 405 and "allowed: GET, POST" in refused.value.message
+
+
+def test_a_placeholder_inside_a_segment_is_refused_when_routes_are_made():
+    with pytest.raises(ValueError):
+        Router().add("GET", "/v1/item-{id}", noop)
+
+
+# ------------------------------------------------------------------------------------------- 100-continue and 408
+@pytest.mark.skipif(not shutil.which("curl"), reason="needs curl")
+def test_curl_waiting_for_100_continue_gets_it_and_then_sends_its_body(served):
+    """PHP's curl asks for bodies over 1 KiB (newer curl over 1 MiB): without the 100 it waits a second."""
+    body = served.path.with_name("body.json")
+    body.write_bytes(b"x" * 2048)
+    done = subprocess.run(["curl", "-sS", "-v", "--unix-socket", str(served.path), "-H", "Expect: 100-continue",
+                           "--data-binary", f"@{body}", "http://localhost/echo"],
+                          capture_output=True, timeout=30)
+    assert b"< HTTP/1.1 100 Continue" in done.stderr, done.stderr.decode(errors="replace")
+    assert b"Done waiting for 100-continue" not in done.stderr
+    assert done.stdout == b"x" * 2048
+
+
+def test_a_body_too_large_is_refused_at_its_head_without_a_100_continue(served):
+    with connect(served.path) as s:
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1000000\r\n\r\n")
+        answer = read_all(s)
+    assert answer.startswith(b"HTTP/1.1 413") and b"100 Continue" not in answer
+
+
+def test_a_request_not_finished_in_time_gets_a_408_error_body_and_the_connection_ends(serve):
+    served = serve(Limits(request_timeout=0.3))
+    with connect(served.path) as s:
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"half")
+        status, body = answer_of(read_all(s))
+    assert status == 408 and "0.3 s" in body["error"] and body["path"] == "/echo"
+
+
+def test_an_idle_kept_alive_connection_is_closed_without_an_answer(serve):
+    served = serve(Limits(request_timeout=0.3))
+    with connect(served.path) as s:
+        assert exchange(s, get("/plain")).startswith(b"HTTP/1.1 200")
+        assert read_all(s) == b""
+
+
+# ------------------------------------------------------------------------------------------- flow control
+def send_until_blocked(s: socket.socket) -> int:
+    """Echo requests of ANSWER bytes, never reading the answers, until the daemon stops reading them."""
+    sent = 0
+    try:
+        while sent < 10_000:
+            s.sendall(post("/echo", b"e" * ANSWER))
+            sent += 1
+    except socket.timeout:
+        pass
+    assert sent < 10_000
+    return sent
+
+
+def test_a_peer_that_does_not_read_its_answers_is_no_longer_read(served):
+    with connect(served.path, timeout=0.5) as s:
+        sent = send_until_blocked(s)
+        conn = served.connection()
+        reading, buffered = served.inspect(lambda: (conn.transport.is_reading(), conn.transport.get_write_buffer_size()))
+        assert not reading and buffered <= served.server.limits.write_buffer + ANSWER
+        s.settimeout(10)
+        s.shutdown(socket.SHUT_WR)
+        assert read_all(s).count(b"HTTP/1.1 200 OK") == sent  # once it reads, every answer comes, in order
+
+
+def test_a_peer_that_reads_none_of_its_answers_is_cut_off_after_the_request_timeout(serve, caplog):
+    caplog.set_level(logging.DEBUG, logger="mikolicd.http")
+    served = serve(Limits(request_timeout=0.5))
+    with connect(served.path, timeout=0.2) as s:
+        send_until_blocked(s)
+        wait_for(lambda: not served.inspect(lambda: served.server.connections), 5, "the connection to be cut")
+    assert "it read none of its answers for 0.5 s" in caplog.text
+
+
+# ------------------------------------------------------------------------------------------- connection caps
+def hold(served: Served, count: int) -> list[socket.socket]:
+    """Connections each admitted (answered once) and kept open."""
+    held = []
+    for _ in range(count):
+        s = connect(served.path)
+        assert exchange(s, get("/plain")).startswith(b"HTTP/1.1 200")
+        held.append(s)
+    return held
+
+
+def refused_with(served: Served) -> tuple[int, dict]:
+    """The answer to a connection over a cap; it is closed at once, so what follows the answer is a reset."""
+    with connect(served.path) as s:
+        return answer_of(exchange(s, get("/plain")))
+
+
+def test_one_uid_over_its_cap_gets_503_naming_the_limit_until_one_of_its_connections_ends(serve):
+    served = serve(Limits(max_connections=100, reserve=10, max_per_uid=2))
+    held = hold(served, 2)
+    try:
+        status, body = refused_with(served)
+        assert status == 503 and "2 connections, the most one user may" in body["error"]
+        held.pop().close()
+        wait_for(lambda: len(served.inspect(lambda: served.server.connections)) == 1, 5, "the slot to be freed")
+        held += hold(served, 1)
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_the_reserve_is_kept_for_privileged_peers(serve):
+    served = serve(Limits(max_connections=3, reserve=1, max_per_uid=10))
+    held = hold(served, 2)
+    try:
+        status, body = refused_with(served)
+        assert status == 503 and "other than root and admins" in body["error"]
+        served.privileged = True
+        held += hold(served, 1)
+        assert refused_with(served)[0] == 503
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_caps_count_per_uid_and_keep_the_reserve():
+    admission = Admission(Limits(max_connections=5, reserve=2, max_per_uid=2))
+    assert [admission.admit(1000, False), admission.admit(1000, False)] == [None, None]
+    assert "one user" in admission.admit(1000, False)
+    assert admission.admit(1001, False) is None
+    assert "other than root" in admission.admit(1002, False)
+    assert [admission.admit(0, True), admission.admit(0, True)] == [None, None]
+    assert admission.admit(33, True) is not None
+    for uid in (0, 0, 1000):
+        admission.release(uid)
+    assert admission.admit(1002, False) is None
+
+
+def test_root_and_the_daemons_own_uid_are_privileged_by_default():
+    assert root_or_self(Peer(uid=0)) and root_or_self(Peer(uid=os.getuid()))
+    assert not root_or_self(Peer(uid=os.getuid() + 1)) and not root_or_self(Peer(address="127.0.0.1"))
+
+
+# ------------------------------------------------------------------------------------------- clients that hung up
+def test_a_write_whose_client_hung_up_while_it_waited_in_the_backlog_is_not_run(served, caplog):
+    caplog.set_level(logging.DEBUG, logger="mikolicd.http")
+    with connect(served.path) as blocker, connect(served.path, timeout=10) as patient:
+        blocker.sendall(get("/block"))
+        time.sleep(0.1)  # the loop is held: both requests below wait unread
+        with connect(served.path) as gone:
+            gone.sendall(post("/write?id=gone"))
+        patient.sendall(post("/write?id=patient"))
+        patient.shutdown(socket.SHUT_WR)  # only half-closed: it still waits for the answer
+        assert answer_of(read_all(patient)) == (200, {"done": "patient"})
+    assert served.ran == ["patient"]
+    assert "dropped POST /write: its client hung up before it started" in caplog.text
+
+
+def test_a_queued_write_whose_client_hung_up_is_not_run(served):
+    with connect(served.path) as gone:
+        gone.sendall(get("/slow") + post("/write?id=queued"))
+    time.sleep(0.5)
+    assert served.ran == []
+
+
+# ------------------------------------------------------------------------------------------- peer credentials
+PEER_CLIENT = textwrap.dedent("""
+    import socket, sys
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    s.sendall(b"GET /peer HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    sys.stdout.write(data.partition(b"\\r\\n\\r\\n")[2].decode())
+""")
+
+
+def peer_as(served: Served, uid: int, groups: list[int]) -> dict:
+    done = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", f"--groups={','.join(map(str, groups))}",
+                           sys.executable, "-I", "-c", PEER_CLIENT, str(served.path)],
+                          capture_output=True, text=True, timeout=30, check=True)
+    return json.loads(done.stdout)
+
+
+@pytest.fixture
+def open_socket(served: Served) -> Served:
+    """The served socket reachable by any uid."""
+    served.path.parent.chmod(0o711)
+    served.path.chmod(0o666)
+    return served
+
+
+@AS_ROOT
+def test_the_peers_supplementary_groups_are_its_own(open_socket):
+    groups = list(range(70_000, 70_200))
+    peer = peer_as(open_socket, 61_234, groups)
+    assert peer["uid"] == 61_234 and sorted(peer["groups"]) == groups
+
+
+@AS_ROOT
+def test_a_peer_in_more_groups_than_can_be_read_gets_its_users_groups(open_socket):
+    assert peer_as(open_socket, 61_234, list(range(70_000, 70_300)))["groups"] == [61_234]  # no such user: its gid
+
+
+@AS_ROOT
+def test_groups_are_read_on_every_connection_not_remembered(open_socket):
+    assert peer_as(open_socket, 61_234, [70_001])["groups"] == [70_001]
+    assert peer_as(open_socket, 61_234, [70_002])["groups"] == [70_002]
+
+
+def test_without_so_peergroups_the_users_groups_stand_in(served, monkeypatch):
+    monkeypatch.setattr(httpserver, "SO_PEERGROUPS", 9999)  # an option this kernel does not know
+    answer = answer_of(talk(served.path, get("/peer", "Connection: close")))[1]
+    assert answer["uid"] == os.getuid() and answer["pid"] == os.getpid()
+    name = httpserver.pwd.getpwuid(os.getuid()).pw_name
+    assert answer["groups"] == os.getgrouplist(name, os.getgid())
+
+
+# ------------------------------------------------------------------------------------------- accept errors
+class FakeLoop:
+    def __init__(self) -> None:
+        self.passed_on: list[dict] = []
+
+    def default_exception_handler(self, context: dict) -> None:
+        self.passed_on.append(context)
+
+
+def accept_failure() -> dict:
+    return {"message": "socket.accept() out of system resource", "exception": OSError(24, "Too many open files")}
+
+
+def test_accept_errors_are_logged_once_per_interval_with_the_count_passed_over(caplog):
+    now = [0.0]
+    handler, loop = AcceptErrorLog(interval=60, clock=lambda: now[0]), FakeLoop()
+    for t in (0, 1, 2, 59):
+        now[0] = t
+        handler(loop, accept_failure())
+    now[0] = 60
+    handler(loop, accept_failure())
+    lines = [r.getMessage() for r in caplog.records if r.name == "mikolicd.http"]
+    assert len(lines) == 2 and "Too many open files" in lines[0] and "3 more times" in lines[1]
+    assert loop.passed_on == [] and not any(r.exc_info for r in caplog.records)
+
+
+def test_other_loop_errors_go_to_the_default_handler():
+    loop, context = FakeLoop(), {"message": "Task exception was never retrieved", "exception": OSError(24, "x")}
+    AcceptErrorLog()(loop, context)
+    assert loop.passed_on == [context]
+
+
+RUN_OUT_OF_FILES = textwrap.dedent("""
+    import asyncio, logging, resource, sys
+    from mikolicd.httpserver import AcceptErrorLog, Limits, Router, Server, json_response
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (48, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    async def main():
+        asyncio.get_running_loop().set_exception_handler(AcceptErrorLog())
+        server = Server(Router(), lambda e, p: json_response({}, e.status),
+                        limits=Limits(max_connections=10_000, reserve=1, max_per_uid=10_000))
+        await server.listen_unix(sys.argv[1])
+        print("ready", flush=True)
+        await asyncio.sleep(60)
+    asyncio.run(main())
+""")
+
+
+def test_a_daemon_out_of_descriptors_logs_it_once_not_every_second(short_dir):
+    sock = short_dir / "starved.sock"
+    proc = subprocess.Popen([sys.executable, "-c", RUN_OUT_OF_FILES, str(sock)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    held = []
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        held = [connect(sock) for _ in range(100)]  # beyond 48 descriptors: the rest wait in the backlog
+        time.sleep(3.5)  # asyncio retries accept() every second
+    finally:
+        for s in held:
+            s.close()
+        proc.kill()
+        _, log = proc.communicate(timeout=10)
+    assert log.count("cannot accept connections: Too many open files") == 1, log
+    assert "Traceback" not in log
