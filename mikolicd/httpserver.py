@@ -10,6 +10,7 @@ being made or is not being read, and a request whose client has gone not started
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import math
@@ -27,8 +28,8 @@ from typing import Any, Awaitable, Callable
 from .httpproto import (CONTINUE, Close, Continue, Event, HTTPError, Limits, Peer, Refusal, Request, Response,
                         ServerConnection, json_response, serialise)
 
-__all__ = ["AcceptErrorLog", "Admission", "HTTPError", "Limits", "Peer", "Request", "Response", "Router", "Server",
-           "json_response", "peer_of", "root_or_self"]
+__all__ = ["Admission", "HTTPError", "Limits", "Peer", "Request", "Response", "Router", "Server", "json_response",
+           "peer_of", "root_or_self"]
 
 log = logging.getLogger("mikolicd.http")
 
@@ -108,16 +109,18 @@ def root_or_self(peer: Peer) -> bool:
     return peer.uid in (0, os.getuid())
 
 
-def peer_of(transport: asyncio.BaseTransport) -> Peer:
-    sock = transport.get_extra_info("socket")
-    if sock is not None and sock.family == socket.AF_UNIX:
+def peer_of(sock: socket.socket) -> Peer:
+    """Read once, at accept: credentials of a Unix-socket peer, the address of a TCP one."""
+    if sock.family == socket.AF_UNIX:
         try:
             pid, uid, gid = _CRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size))
             return Peer(pid, uid, gid, _peer_groups(sock, uid, gid))
         except OSError:
             return Peer()  # gone already: a peer without credentials is allowed nothing
-    name = transport.get_extra_info("peername")
-    return Peer(address=name[0] if isinstance(name, tuple) else None)
+    try:
+        return Peer(address=sock.getpeername()[0])
+    except OSError:
+        return Peer()
 
 
 def _peer_groups(sock: Any, uid: int, gid: int) -> tuple[int, ...]:
@@ -176,35 +179,23 @@ class Admission:
         self._total -= 1
 
 
-ACCEPT_RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+class Throttle:
+    """At most one report per `interval`; each report tells how many were passed over since the last."""
 
-
-class AcceptErrorLog:
-    """An event-loop exception handler (`loop.set_exception_handler(AcceptErrorLog())`): accept() failing
-    for want of descriptors or memory is logged once per `interval` with how often it failed meanwhile,
-    where asyncio would log a traceback every second for as long as a flood lasts. Anything else goes to
-    the loop's default handler."""
-
-    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic):
         self.interval = interval
         self.clock = clock
         self._quiet_until = -math.inf
         self._passed_over = 0
 
-    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        exc = context.get("exception")
-        if not (isinstance(exc, OSError) and exc.errno in ACCEPT_RESOURCE_ERRORS
-                and "accept" in context.get("message", "")):
-            loop.default_exception_handler(context)
-            return
+    def due(self) -> int | None:
+        """How many were passed over since the last report if one is due now; else None (and one more)."""
         now = self.clock()
         if now < self._quiet_until:
             self._passed_over += 1
-            return
-        since = f"; {self._passed_over} more times since the last report" if self._passed_over else ""
-        log.error("cannot accept connections: %s%s (reported at most every %g s)", exc.strerror, since,
-                  self.interval)
-        self._quiet_until, self._passed_over = now + self.interval, 0
+            return None
+        passed, self._quiet_until, self._passed_over = self._passed_over, now + self.interval, 0
+        return passed
 
 
 def open_files_limit() -> int:
@@ -217,15 +208,14 @@ class Connection(asyncio.Protocol):
     Reading stops while an answer is being made or is not being read, so what a peer can make the daemon
     hold is one read, the requests in it, and `Limits.write_buffer` of answers."""
 
-    def __init__(self, server: Server):
+    def __init__(self, server: Server, peer: Peer):
         self.server = server
+        self.peer = peer
         self.transport: asyncio.Transport | None = None
-        self.peer = Peer()
-        self.http: ServerConnection | None = None  # None: refused at connect
+        self.http: ServerConnection | None = None
         self.events: deque[Event] = deque()
         self.worker: asyncio.Task | None = None
-        self.counted = False  # holds a slot in the server's admission until it and its worker are done
-        self.lost = False
+        self.lost = False  # its slot in the server's admission is kept until its handler is done too
         self.blocked_since: float | None = None  # when the peer stopped reading its answers
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at: float | None = None
@@ -233,13 +223,6 @@ class Connection(asyncio.Protocol):
     # ---------------------------------------------------------------- transport events
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.peer = peer_of(transport)
-        refusal = self.server.admit(self)
-        if refusal is not None:
-            log.debug("refused a connection of pid %s uid %s: %s", self.peer.pid, self.peer.uid, refusal)
-            self.transport.write(serialise(self.server.render(HTTPError(503, refusal), ""), keep_alive=False))
-            self.transport.close()
-            return
         self.transport.set_write_buffer_limits(high=self.server.limits.write_buffer)
         self.http = ServerConnection(self.server.limits, self.peer, self._now())
         self._settle()
@@ -253,15 +236,12 @@ class Connection(asyncio.Protocol):
             self.server.release(self)
 
     def data_received(self, data: bytes) -> None:
-        if self.http is not None:
-            self.events.extend(self.http.receive(data, self._now()))
-            self._pump()
+        self.events.extend(self._http.receive(data, self._now()))
+        self._pump()
 
     def eof_received(self) -> bool:
         """A peer that half-closes after its request still gets the answer; then the connection ends."""
-        if self.http is None:
-            return False
-        self.events.extend(self.http.receive_eof())
+        self.events.extend(self._http.receive_eof())
         self._pump()
         return True
 
@@ -368,6 +348,56 @@ class Connection(asyncio.Protocol):
 
 
 # ---------------------------------------------------------------------------------------------- server
+ACCEPT_RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+ACCEPT_PAUSE = 0.1  # after accept() ran out of descriptors or memory: the peer waits in the backlog meanwhile
+ACCEPT_ERROR_INTERVAL = 60.0
+
+
+class _Listener:
+    """A listening socket accepted from by the server itself rather than by asyncio, so a connection over
+    a cap is answered and closed before the next one is accepted: a flood never holds more descriptors
+    than the caps allow, and accept errors are logged by the server's own throttle."""
+
+    def __init__(self, server: Server, sock: socket.socket):
+        self.server = server
+        self.sock = sock
+        self.loop = asyncio.get_running_loop()
+        sock.setblocking(False)
+        sock.listen(server.limits.backlog)
+        self.start()
+
+    def start(self) -> None:
+        if self.sock.fileno() >= 0:
+            self.loop.add_reader(self.sock, self._ready)
+
+    def close(self) -> None:
+        if self.sock.fileno() >= 0:
+            self.loop.remove_reader(self.sock)
+            self.sock.close()
+
+    def _ready(self) -> None:
+        for _ in range(self.server.limits.backlog):  # then let other work run
+            try:
+                sock, _address = self.sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                if exc.errno not in ACCEPT_RESOURCE_ERRORS:
+                    raise
+                self._starved(exc)
+                return
+            self.server.accepted(sock)
+
+    def _starved(self, exc: OSError) -> None:
+        passed = self.server.accept_errors.due()
+        if passed is not None:
+            since = f"; {passed} more times since the last report" if passed else ""
+            log.error("cannot accept connections: %s%s (reported at most every %g s)", exc.strerror, since,
+                      self.server.accept_errors.interval)
+        self.loop.remove_reader(self.sock)
+        self.loop.call_later(ACCEPT_PAUSE, self.start)
+
+
 class Server:
     """Routes and listeners; one instance may listen on several sockets. Limits default to those for the
     process's descriptor limit at construction; servers that must share the connection caps share one
@@ -380,26 +410,34 @@ class Server:
         self.limits = limits or Limits.for_open_files(open_files_limit())
         self.admission = admission or Admission(self.limits)
         self.privileged = privileged
+        self.accept_errors = Throttle(ACCEPT_ERROR_INTERVAL)
         self.connections: set[Connection] = set()
         self.tasks: set[asyncio.Task] = set()
-        self.listeners: list[asyncio.AbstractServer] = []
+        self.listeners: list[_Listener] = []
         self.closing = False
 
-    def admit(self, connection: Connection) -> str | None:
-        refusal = self.admission.admit(connection.peer.uid, self.privileged(connection.peer))
-        if refusal is None:
-            connection.counted = True
-            self.connections.add(connection)
-        return refusal
+    def accepted(self, sock: socket.socket) -> None:
+        """Admit the connection, or tell the peer which cap it is over and close it at once."""
+        sock.setblocking(False)
+        peer = peer_of(sock)
+        refusal = self.admission.admit(peer.uid, self.privileged(peer))
+        if refusal is not None:
+            log.debug("refused a connection of pid %s uid %s: %s", peer.pid, peer.uid, refusal)
+            with contextlib.suppress(OSError):  # a small answer fits the socket's buffer, or the peer is gone
+                sock.send(serialise(self.render(HTTPError(503, refusal), ""), keep_alive=False))
+            sock.close()
+            return
+        connection = Connection(self, peer)
+        self.connections.add(connection)
+        self.spawn(asyncio.get_running_loop().connect_accepted_socket(lambda: connection, sock))
 
     def release(self, connection: Connection) -> None:
+        """Once per connection: when it is closed and its handler, if any, is done."""
         self.connections.discard(connection)
-        if connection.counted:
-            connection.counted = False
-            self.admission.release(connection.peer.uid)
+        self.admission.release(connection.peer.uid)
 
-    def spawn(self, work: Awaitable[None]) -> asyncio.Task:
-        task = asyncio.get_running_loop().create_task(work)  # type: ignore[arg-type]
+    def spawn(self, work: Awaitable[Any]) -> asyncio.Task:
+        task = asyncio.ensure_future(work)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
@@ -427,21 +465,35 @@ class Server:
         return self.render(HTTPError(500, "internal error; see the journal of mikolicd"), request.path)
 
     async def listen_unix(self, path: str) -> None:
-        loop = asyncio.get_running_loop()
-        self.listeners.append(await loop.create_unix_server(self._connection, path, backlog=self.limits.backlog))
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+        except OSError:
+            sock.close()
+            raise
+        self.listeners.append(_Listener(self, sock))
 
     async def listen_tcp(self, host: str, port: int) -> None:
-        loop = asyncio.get_running_loop()
-        self.listeners.append(await loop.create_server(self._connection, host, port, backlog=self.limits.backlog))
+        """Every address the host name resolves to, as asyncio's create_server would."""
+        bound = []
+        try:
+            for family, kind, proto, _name, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                                          flags=socket.AI_PASSIVE):
+                sock = socket.socket(family, kind, proto)
+                bound.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+        except OSError:
+            for sock in bound:
+                sock.close()
+            raise
+        self.listeners += [_Listener(self, sock) for sock in bound]
 
     async def listen_socket(self, sock: socket.socket) -> None:
         """A listening socket handed over by systemd (socket activation), Unix or TCP."""
-        loop = asyncio.get_running_loop()
-        factory = loop.create_unix_server if sock.family == socket.AF_UNIX else loop.create_server
-        self.listeners.append(await factory(self._connection, sock=sock, backlog=self.limits.backlog))
-
-    def _connection(self) -> Connection:
-        return Connection(self)
+        self.listeners.append(_Listener(self, sock))
 
     async def close(self, grace: float) -> None:
         """Stop accepting; let answers in progress finish for `grace` seconds, then cut the rest."""

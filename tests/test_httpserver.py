@@ -23,8 +23,8 @@ import pytest
 
 from agentproc import wait_for
 from mikolicd import httpserver
-from mikolicd.httpserver import (AcceptErrorLog, Admission, HTTPError, Limits, Peer, Request, Response, Router,
-                                 Server, json_response, root_or_self)
+from mikolicd.httpserver import (Admission, HTTPError, Limits, Peer, Request, Response, Router, Server, Throttle,
+                                 json_response, root_or_self)
 
 AS_ROOT = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
 ANSWER = 32 * 1024  # a few fill the kernel's socket buffers, and two the write buffer
@@ -50,6 +50,10 @@ class Served:
         async def call() -> Any:
             return fn()
         return asyncio.run_coroutine_threadsafe(call(), self.loop).result(5)
+
+    def wait_until_idle(self) -> None:
+        """Until every connection is closed and every handler done."""
+        wait_for(lambda: not self.inspect(lambda: self.server.connections or self.server.tasks), 5, "the server to idle")
 
     def connection(self) -> httpserver.Connection:
         return self.inspect(lambda: next(iter(self.server.connections)))
@@ -307,7 +311,7 @@ def test_a_peer_that_reads_none_of_its_answers_is_cut_off_after_the_request_time
     served = serve(Limits(request_timeout=0.5))
     with connect(served.path, timeout=0.2) as s:
         send_until_blocked(s)
-        wait_for(lambda: not served.inspect(lambda: served.server.connections), 5, "the connection to be cut")
+        served.wait_until_idle()
     assert "it read none of its answers for 0.5 s" in caplog.text
 
 
@@ -385,6 +389,7 @@ def test_a_write_whose_client_hung_up_while_it_waited_in_the_backlog_is_not_run(
         patient.sendall(post("/write?id=patient"))
         patient.shutdown(socket.SHUT_WR)  # only half-closed: it still waits for the answer
         assert answer_of(read_all(patient)) == (200, {"done": "patient"})
+    served.wait_until_idle()
     assert served.ran == ["patient"]
     assert "dropped POST /write: its client hung up before it started" in caplog.text
 
@@ -392,7 +397,7 @@ def test_a_write_whose_client_hung_up_while_it_waited_in_the_backlog_is_not_run(
 def test_a_queued_write_whose_client_hung_up_is_not_run(served):
     with connect(served.path) as gone:
         gone.sendall(get("/slow") + post("/write?id=queued"))
-    time.sleep(0.5)
+    served.wait_until_idle()
     assert served.ran == []
 
 
@@ -451,44 +456,21 @@ def test_without_so_peergroups_the_users_groups_stand_in(served, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------- accept errors
-class FakeLoop:
-    def __init__(self) -> None:
-        self.passed_on: list[dict] = []
-
-    def default_exception_handler(self, context: dict) -> None:
-        self.passed_on.append(context)
-
-
-def accept_failure() -> dict:
-    return {"message": "socket.accept() out of system resource", "exception": OSError(24, "Too many open files")}
-
-
-def test_accept_errors_are_logged_once_per_interval_with_the_count_passed_over(caplog):
+def test_a_throttle_lets_one_report_through_per_interval_and_counts_the_rest():
     now = [0.0]
-    handler, loop = AcceptErrorLog(interval=60, clock=lambda: now[0]), FakeLoop()
-    for t in (0, 1, 2, 59):
-        now[0] = t
-        handler(loop, accept_failure())
-    now[0] = 60
-    handler(loop, accept_failure())
-    lines = [r.getMessage() for r in caplog.records if r.name == "mikolicd.http"]
-    assert len(lines) == 2 and "Too many open files" in lines[0] and "3 more times" in lines[1]
-    assert loop.passed_on == [] and not any(r.exc_info for r in caplog.records)
-
-
-def test_other_loop_errors_go_to_the_default_handler():
-    loop, context = FakeLoop(), {"message": "Task exception was never retrieved", "exception": OSError(24, "x")}
-    AcceptErrorLog()(loop, context)
-    assert loop.passed_on == [context]
+    throttle = Throttle(60, clock=lambda: now[0])
+    due = []
+    for now[0] in (0, 1, 2, 59, 60, 61):
+        due.append(throttle.due())
+    assert due == [0, None, None, None, 3, None]
 
 
 RUN_OUT_OF_FILES = textwrap.dedent("""
     import asyncio, logging, resource, sys
-    from mikolicd.httpserver import AcceptErrorLog, Limits, Router, Server, json_response
+    from mikolicd.httpserver import Limits, Router, Server, json_response
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     resource.setrlimit(resource.RLIMIT_NOFILE, (48, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
     async def main():
-        asyncio.get_running_loop().set_exception_handler(AcceptErrorLog())
         server = Server(Router(), lambda e, p: json_response({}, e.status),
                         limits=Limits(max_connections=10_000, reserve=1, max_per_uid=10_000))
         await server.listen_unix(sys.argv[1])
@@ -498,7 +480,7 @@ RUN_OUT_OF_FILES = textwrap.dedent("""
 """)
 
 
-def test_a_daemon_out_of_descriptors_logs_it_once_not_every_second(short_dir):
+def test_a_server_out_of_descriptors_logs_it_once_per_interval_without_a_traceback(short_dir):
     sock = short_dir / "starved.sock"
     proc = subprocess.Popen([sys.executable, "-c", RUN_OUT_OF_FILES, str(sock)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -506,7 +488,7 @@ def test_a_daemon_out_of_descriptors_logs_it_once_not_every_second(short_dir):
     try:
         assert proc.stdout.readline() == "ready\n"
         held = [connect(sock) for _ in range(100)]  # beyond 48 descriptors: the rest wait in the backlog
-        time.sleep(3.5)  # asyncio retries accept() every second
+        time.sleep(2)  # accept() is retried every 0.1 s meanwhile
     finally:
         for s in held:
             s.close()
