@@ -28,8 +28,8 @@ from typing import Any, Awaitable, Callable
 from .httpproto import (CONTINUE, Close, Continue, Event, HTTPError, Limits, Peer, Refusal, Request, Response,
                         ServerConnection, json_response, serialise)
 
-__all__ = ["Admission", "HTTPError", "Limits", "Peer", "Request", "Response", "Router", "Server", "json_response",
-           "peer_of", "root_or_self"]
+__all__ = ["Admission", "HTTPError", "Limits", "Peer", "Request", "Response", "Router", "Server", "Throttle",
+           "json_response", "peer_of", "root_or_self"]
 
 log = logging.getLogger("mikolicd.http")
 
