@@ -25,8 +25,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agentproc import AgentProcess, uds_call
-from hosts import pbx_box
+from agentproc import AgentProcess, box_agent, uds_call
 from mikolicd.httpproto import Limits
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
@@ -149,8 +148,7 @@ def agent(flooder: Flooder, refserver) -> Iterator[AgentProcess]:
     """An activated daemon under 1,024 descriptors, its socket open to the flooder's group."""
     base = Path(tempfile.mkdtemp(prefix="mikolicd-flood-"))
     base.chmod(0o711)
-    agent = AgentProcess(base, "agent", refserver.url, refserver.trusted_keys, refserver.ca,
-                         pbx_box(base / "hw", SEED).root)
+    agent = box_agent(base, refserver, SEED)
     agent.config.write_text(agent.config.read_text().replace(
         "[api]\n", f'[api]\nsocket_mode = "0660"\nsocket_group = "{flooder.name}"\n'))
     try:

@@ -5,6 +5,7 @@ import dataclasses
 
 import pytest
 
+from rawhttp import request
 from mikolicd.httpproto import (CONTINUE, Close, Continue, Event, Limits, Peer, Refusal, Request, Response,
                                 ServerConnection, connection_caps)
 
@@ -15,11 +16,6 @@ TIMEOUT = LIMITS.request_timeout
 
 def connect(limits: Limits = LIMITS, now: float = 0.0) -> ServerConnection:
     return ServerConnection(limits, PEER, now)
-
-
-def request(method: str, target: str, *headers: str, body: bytes = b"", version: str = "1.1") -> bytes:
-    head = "".join(f"{h}\r\n" for h in ("Host: localhost", *headers))
-    return f"{method} {target} HTTP/{version}\r\n{head}\r\n".encode() + body
 
 
 def post(target: str, body: bytes, *headers: str) -> bytes:
@@ -73,27 +69,30 @@ def test_answered_requests_no_longer_count_against_the_pipelining_limit():
 
 
 # ------------------------------------------------------------------------------------------- answers
-def test_an_answer_carries_status_type_length_and_keep_alive():
+def first_answer(data: bytes, response: Response = Response(200), close: bool = False) -> tuple[bytes, bool]:
+    """The answer to the first request in `data`, and whether it ends the connection."""
     conn = connect()
-    conn.receive(request("GET", "/a"), 0)
-    assert conn.respond(Response(404, b'{"e": 1}'), 0) == (
-        b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: 8\r\n"
-        b"Connection: keep-alive\r\n\r\n" + b'{"e": 1}')
-    assert not conn.finished
+    conn.receive(data, 0)
+    return conn.respond(response, 0, close=close), conn.finished
+
+
+def test_an_answer_carries_status_type_length_and_keep_alive():
+    answer, finished = first_answer(request("GET", "/a"), Response(404, b'{"e": 1}'))
+    assert answer == (b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json; charset=utf-8\r\n"
+                      b"Content-Length: 8\r\nConnection: keep-alive\r\n\r\n" + b'{"e": 1}')
+    assert not finished
 
 
 @pytest.mark.parametrize("data", [request("GET", "/a", "Connection: close"), request("GET", "/a", version="1.0")],
                          ids=["connection-close", "http-1.0"])
 def test_a_request_that_does_not_keep_alive_ends_the_connection_with_its_answer(data):
-    conn = connect()
-    conn.receive(data, 0)
-    assert b"Connection: close" in conn.respond(Response(200), 0) and conn.finished
+    answer, finished = first_answer(data)
+    assert b"Connection: close" in answer and finished
 
 
 def test_the_server_closing_ends_the_connection_with_the_next_answer():
-    conn = connect()
-    conn.receive(request("GET", "/a"), 0)
-    assert b"Connection: close" in conn.respond(Response(200), 0, close=True) and conn.finished
+    answer, finished = first_answer(request("GET", "/a"), close=True)
+    assert b"Connection: close" in answer and finished
 
 
 def test_a_peer_that_stopped_sending_gets_every_answer_owed_and_the_last_one_closes():
@@ -105,9 +104,7 @@ def test_a_peer_that_stopped_sending_gets_every_answer_owed_and_the_last_one_clo
 
 
 def test_the_answer_to_head_announces_the_length_but_carries_no_body():
-    conn = connect()
-    conn.receive(request("HEAD", "/a"), 0)
-    answer = conn.respond(Response(200, b"0123456789"), 0)
+    answer, _ = first_answer(request("HEAD", "/a"), Response(200, b"0123456789"))
     assert b"Content-Length: 10\r\n" in answer and answer.endswith(b"\r\n\r\n")
 
 

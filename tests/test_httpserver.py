@@ -15,6 +15,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 
 from agentproc import wait_for
+from rawhttp import connect, read_until_closed, request
 from mikolicd import httpserver
 from mikolicd.httpserver import (Admission, HTTPError, Limits, Peer, Request, Response, Router, Server, Throttle,
                                  json_response, root_or_self)
@@ -118,34 +120,20 @@ def served(serve: Callable[..., Served]) -> Served:
     return serve()
 
 
-def connect(path: Path, timeout: float = 5) -> socket.socket:
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(timeout)
-    s.connect(str(path))
-    return s
-
-
-def read_all(s: socket.socket) -> bytes:
-    received = b""
-    while chunk := s.recv(65536):
-        received += chunk
-    return received
-
-
 def talk(path: Path, data: bytes, half_close: bool = False) -> bytes:
     with connect(path) as s:
         s.sendall(data)
         if half_close:
             s.shutdown(socket.SHUT_WR)
-        return read_all(s)
+        return read_until_closed(s)
 
 
 def get(path: str, *headers: str) -> bytes:
-    return (f"GET {path} HTTP/1.1\r\nHost: x\r\n" + "".join(f"{h}\r\n" for h in headers) + "\r\n").encode()
+    return request("GET", path, *headers)
 
 
 def post(path: str, body: bytes = b"") -> bytes:
-    return f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+    return request("POST", path, f"Content-Length: {len(body)}", body=body)
 
 
 def answer_of(raw: bytes) -> tuple[int, dict]:
@@ -262,7 +250,7 @@ def test_curl_waiting_for_100_continue_gets_it_and_then_sends_its_body(served):
 def test_a_body_too_large_is_refused_at_its_head_without_a_100_continue(served):
     with connect(served.path) as s:
         s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1000000\r\n\r\n")
-        answer = read_all(s)
+        answer = read_until_closed(s)
     assert answer.startswith(b"HTTP/1.1 413") and b"100 Continue" not in answer
 
 
@@ -270,7 +258,7 @@ def test_a_request_not_finished_in_time_gets_a_408_error_body_and_the_connection
     served = serve(Limits(request_timeout=0.3))
     with connect(served.path) as s:
         s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"half")
-        status, body = answer_of(read_all(s))
+        status, body = answer_of(read_until_closed(s))
     assert status == 408 and "0.3 s" in body["error"] and body["path"] == "/echo"
 
 
@@ -278,7 +266,7 @@ def test_an_idle_kept_alive_connection_is_closed_without_an_answer(serve):
     served = serve(Limits(request_timeout=0.3))
     with connect(served.path) as s:
         assert exchange(s, get("/plain")).startswith(b"HTTP/1.1 200")
-        assert read_all(s) == b""
+        assert read_until_closed(s) == b""
 
 
 # ------------------------------------------------------------------------------------------- flow control
@@ -303,7 +291,7 @@ def test_a_peer_that_does_not_read_its_answers_is_no_longer_read(served):
         assert not reading and buffered <= served.server.limits.write_buffer + ANSWER
         s.settimeout(10)
         s.shutdown(socket.SHUT_WR)
-        assert read_all(s).count(b"HTTP/1.1 200 OK") == sent  # once it reads, every answer comes, in order
+        assert read_until_closed(s).count(b"HTTP/1.1 200 OK") == sent  # once it reads, every answer comes, in order
 
 
 def test_a_peer_that_reads_none_of_its_answers_is_cut_off_after_the_request_timeout(serve, caplog):
@@ -316,14 +304,23 @@ def test_a_peer_that_reads_none_of_its_answers_is_cut_off_after_the_request_time
 
 
 # ------------------------------------------------------------------------------------------- connection caps
-def hold(served: Served, count: int) -> list[socket.socket]:
-    """Connections each admitted (answered once) and kept open."""
-    held = []
-    for _ in range(count):
-        s = connect(served.path)
+@contextmanager
+def holding(served: Served, count: int) -> Iterator[list[socket.socket]]:
+    """Connections each admitted (answered once) and kept open; more may be added to the list."""
+    held: list[socket.socket] = []
+    try:
+        held += admitted(served, count)
+        yield held
+    finally:
+        for s in held:
+            s.close()
+
+
+def admitted(served: Served, count: int) -> list[socket.socket]:
+    connections = [connect(served.path) for _ in range(count)]
+    for s in connections:
         assert exchange(s, get("/plain")).startswith(b"HTTP/1.1 200")
-        held.append(s)
-    return held
+    return connections
 
 
 def refused_with(served: Served) -> tuple[int, dict]:
@@ -334,30 +331,22 @@ def refused_with(served: Served) -> tuple[int, dict]:
 
 def test_one_uid_over_its_cap_gets_503_naming_the_limit_until_one_of_its_connections_ends(serve):
     served = serve(Limits(max_connections=100, reserve=10, max_per_uid=2))
-    held = hold(served, 2)
-    try:
+    with holding(served, 2) as held:
         status, body = refused_with(served)
         assert status == 503 and "2 connections, the most one user may" in body["error"]
         held.pop().close()
         wait_for(lambda: len(served.inspect(lambda: served.server.connections)) == 1, 5, "the slot to be freed")
-        held += hold(served, 1)
-    finally:
-        for s in held:
-            s.close()
+        held += admitted(served, 1)
 
 
 def test_the_reserve_is_kept_for_privileged_peers(serve):
     served = serve(Limits(max_connections=3, reserve=1, max_per_uid=10))
-    held = hold(served, 2)
-    try:
+    with holding(served, 2) as held:
         status, body = refused_with(served)
         assert status == 503 and "other than root and admins" in body["error"]
         served.privileged = True
-        held += hold(served, 1)
+        held += admitted(served, 1)
         assert refused_with(served)[0] == 503
-    finally:
-        for s in held:
-            s.close()
 
 
 def test_caps_count_per_uid_and_keep_the_reserve():
@@ -388,7 +377,7 @@ def test_a_write_whose_client_hung_up_while_it_waited_in_the_backlog_is_not_run(
             gone.sendall(post("/write?id=gone"))
         patient.sendall(post("/write?id=patient"))
         patient.shutdown(socket.SHUT_WR)  # only half-closed: it still waits for the answer
-        assert answer_of(read_all(patient)) == (200, {"done": "patient"})
+        assert answer_of(read_until_closed(patient)) == (200, {"done": "patient"})
     served.wait_until_idle()
     assert served.ran == ["patient"]
     assert "dropped POST /write: its client hung up before it started" in caplog.text

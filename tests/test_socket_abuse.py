@@ -23,6 +23,7 @@ import psutil
 import pytest
 
 from agentproc import AgentProcess, box_agent, running, uds_call
+from rawhttp import connect, read_until_closed, request
 from mikolicd import legacy
 from mikolicd.httpproto import Limits
 
@@ -61,14 +62,6 @@ class Answer:
     body: bytes
 
 
-def connect(sock: Path, timeout: float) -> socket.socket:
-    """A blocking connect, as curl's would wait, so a burst beyond the listen backlog queues instead of failing."""
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    conn.connect(str(sock))
-    conn.settimeout(timeout)
-    return conn
-
-
 def read_answer(conn: socket.socket) -> Answer:
     response = http.client.HTTPResponse(conn)
     try:
@@ -86,11 +79,6 @@ def exchange(sock: Path, data: bytes, timeout: float = 10) -> Answer:
         except (BrokenPipeError, ConnectionResetError):
             pass
         return read_answer(conn)
-
-
-def request(method: str, path: str, *headers: str, body: bytes = b"") -> bytes:
-    head = "".join(f"{h}\r\n" for h in ("Host: localhost", *headers))
-    return f"{method} {path} HTTP/1.1\r\n{head}\r\n".encode() + body
 
 
 CLOSED = None
@@ -156,14 +144,6 @@ def test_bodies_over_64_kib_are_refused_with_413(framing, path, target):
     assert answer.status == 413
     assert "64 KiB" in json.dumps(json.loads(answer.body))
     target.assert_serving()
-
-
-def read_until_closed(conn: socket.socket) -> bytes:
-    """Everything the daemon sends until it closes; a connection still open at the socket timeout fails."""
-    received = b""
-    while chunk := conn.recv(65536):
-        received += chunk
-    return received
 
 
 STALLS: dict[str, bytes] = {
