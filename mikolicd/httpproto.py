@@ -131,9 +131,10 @@ _REASONS = {status.value: status.phrase for status in HTTPStatus}
 
 def serialise(response: Response, keep_alive: bool, head: bool = False) -> bytes:
     """The answer's bytes; a HEAD request's answer announces the body's length but carries none."""
-    return (f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'Status')}\r\n"
-            f"Content-Type: {response.content_type}; charset=utf-8\r\nContent-Length: {len(response.body)}\r\n"
-            f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n").encode() + (b"" if head else response.body)
+    preamble = (f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'Status')}\r\n"
+                f"Content-Type: {response.content_type}; charset=utf-8\r\nContent-Length: {len(response.body)}\r\n"
+                f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n").encode()
+    return preamble if head else preamble + response.body
 
 
 class ServerConnection:

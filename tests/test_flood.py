@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import secrets
 import shutil
@@ -125,8 +126,9 @@ def flooder() -> Iterator[Flooder]:
         subprocess.run(["groupadd", "--system", name], check=True, timeout=30)
         subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "-g", name, name],
                        check=True, timeout=30)
-        ids = [subprocess.run(["id", flag, name], capture_output=True, text=True, check=True).stdout for flag in ("-u", "-g")]
-        yield Flooder(name, int(ids[0]), int(ids[1]))
+        uid, gid = (int(subprocess.run(["id", flag, name], capture_output=True, text=True, check=True).stdout)
+                    for flag in ("-u", "-g"))
+        yield Flooder(name, uid, gid)
     finally:
         subprocess.run(["userdel", name], capture_output=True, timeout=30)
         subprocess.run(["groupdel", name], capture_output=True, timeout=30)
@@ -165,18 +167,17 @@ def agent(flooder: Flooder, refserver) -> Iterator[AgentProcess]:
 @contextmanager
 def flooding(agent: AgentProcess, who: Flooder) -> Iterator[dict]:
     """The flooder holding what it could of FLOOD connections and knocking on; its report of the first round."""
-    proc = subprocess.Popen(["setpriv", f"--reuid={who.uid}", f"--regid={who.gid}", "--clear-groups",
-                             sys.executable, "-I", "-c", FLOODER, str(agent.sock), str(FLOOD)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        yield json.loads(proc.stdout.readline())
-    finally:
-        proc.stdin.close()
+    with subprocess.Popen(["setpriv", f"--reuid={who.uid}", f"--regid={who.gid}", "--clear-groups",
+                           sys.executable, "-I", "-c", FLOODER, str(agent.sock), str(FLOOD)],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as proc:
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+            yield json.loads(proc.stdout.readline())
+        finally:
+            proc.stdin.close()  # tells it to stop
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def timed(agent: AgentProcess, method: str, path: str, bound: float) -> tuple[int, dict, float]:
@@ -192,9 +193,11 @@ def test_one_unprivileged_user_flooding_connections_cannot_lock_root_out(agent, 
         status = timed(agent, "GET", "/v1/status", STATUS_BOUND)
         validation = timed(agent, "POST", "/v1/validation", VALIDATION_BOUND)
     print(f"flood of {FLOOD} connections by uid {flooder.uid}: held {report['held']} (cap {cap}), "
-          f"answers {report['seen']}; root's status {status[2] * 1000:.1f} ms, validation {validation[2] * 1000:.0f} ms")
+          f"answers {report['seen']}; root's status {status[2] * 1000:.1f} ms, "
+          f"validation {validation[2] * 1000:.0f} ms")
     assert status[0] == 200 and status[2] < STATUS_BOUND
     assert validation[0] == 200 and validation[1]["state"] == "active" and validation[2] < VALIDATION_BOUND
     assert report["held"] <= cap and report["seen"].get("503", 0) > FLOOD // 2  # the rest: cut while sending
-    accept_errors = [line for line in agent.log_text().splitlines() if "accept" in line.lower()]
+    accept_errors = [line for line in agent.log_text().splitlines()
+                     if re.search(r"accept\(\)|cannot accept", line)]
     assert len(accept_errors) <= MOST_ACCEPT_ERROR_LINES, accept_errors[:5]

@@ -4,6 +4,7 @@ caps, requests of clients that hung up, peer credentials."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from agentproc import wait_for
+from agentproc import stopped_at_end, wait_for
 from rawhttp import connect, read_until_closed, request
 from mikolicd import httpserver
 from mikolicd.httpserver import (Admission, HTTPError, Limits, Peer, Request, Response, Router, Server, Throttle,
@@ -38,14 +39,32 @@ def render(error: HTTPError, path: str) -> Response:
 
 @dataclass
 class Served:
-    """A server on its own loop in a thread, with handlers that record what they ran."""
+    """A server on its own loop in a thread, with handlers that record what they ran; its peers are
+    privileged while `privileged` is set."""
 
     path: Path
-    server: Server
-    loop: asyncio.AbstractEventLoop
-    thread: threading.Thread
+    limits: Limits
     ran: list[str] = field(default_factory=list)
     privileged: bool = False
+
+    def __post_init__(self) -> None:
+        self.server = Server(routes(self), render, limits=self.limits, privileged=lambda peer: self.privileged)
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            self.loop.run_until_complete(self.server.listen_unix(str(self.path)))
+            ready.set()
+            self.loop.run_forever()
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        assert ready.wait(5)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.close(0), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
 
     def inspect(self, fn: Callable[[], Any]) -> Any:
         """Run `fn` on the server's loop, where its state lives."""
@@ -55,7 +74,8 @@ class Served:
 
     def wait_until_idle(self) -> None:
         """Until every connection is closed and every handler done."""
-        wait_for(lambda: not self.inspect(lambda: self.server.connections or self.server.tasks), 5, "the server to idle")
+        wait_for(lambda: not self.inspect(lambda: self.server.connections or self.server.tasks), 5,
+                 "the server to idle")
 
     def connection(self) -> httpserver.Connection:
         return self.inspect(lambda: next(iter(self.server.connections)))
@@ -89,30 +109,9 @@ def routes(served: Served) -> Router:
 
 @pytest.fixture
 def serve(short_dir: Path) -> Iterator[Callable[..., Served]]:
-    """Start servers with given limits; a server's `privileged` flag says whether its peers are privileged."""
-    started: list[Served] = []
-
-    def start(limits: Limits = Limits()) -> Served:
-        loop = asyncio.new_event_loop()
-        served = Served(short_dir / f"http{len(started)}.sock", None, loop, None)  # type: ignore[arg-type]
-        served.server = Server(routes(served), render, limits=limits, privileged=lambda peer: served.privileged)
-        ready = threading.Event()
-
-        def run() -> None:
-            loop.run_until_complete(served.server.listen_unix(str(served.path)))
-            ready.set()
-            loop.run_forever()
-        served.thread = threading.Thread(target=run, daemon=True)
-        served.thread.start()
-        assert ready.wait(5)
-        started.append(served)
-        return served
-
-    yield start
-    for served in started:
-        asyncio.run_coroutine_threadsafe(served.server.close(0), served.loop).result(5)
-        served.loop.call_soon_threadsafe(served.loop.stop)
-        served.thread.join(5)
+    """Start servers with given limits; each is stopped when the test ends."""
+    names = itertools.count()
+    yield from stopped_at_end(lambda limits=Limits(): Served(short_dir / f"http{next(names)}.sock", limits))
 
 
 @pytest.fixture
@@ -148,7 +147,8 @@ def exchange(s: socket.socket, data: bytes) -> bytes:
     while b"\r\n\r\n" not in received:
         received += s.recv(65536)
     head, _, body = received.partition(b"\r\n\r\n")
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length")))
     while len(body) < length:
         body += s.recv(65536)
     return head + b"\r\n\r\n" + body
@@ -287,7 +287,8 @@ def test_a_peer_that_does_not_read_its_answers_is_no_longer_read(served):
     with connect(served.path, timeout=0.5) as s:
         sent = send_until_blocked(s)
         conn = served.connection()
-        reading, buffered = served.inspect(lambda: (conn.transport.is_reading(), conn.transport.get_write_buffer_size()))
+        reading, buffered = served.inspect(lambda: (conn.transport.is_reading(),
+                                                    conn.transport.get_write_buffer_size()))
         assert not reading and buffered <= served.server.limits.write_buffer + ANSWER
         s.settimeout(10)
         s.shutdown(socket.SHUT_WR)
