@@ -45,7 +45,7 @@ class Limits:
     # From connect, or from its last answer, a peer has this long to send a whole request (head and
     # body); an idle kept-alive connection ends after it too, and so does one whose peer reads nothing.
     request_timeout: float = 10.0
-    max_pipelined: int = 16
+    max_pipelined: int = 16  # requests read and not yet answered; more arriving in one read is 429
     linger: float = 2.0  # after a refusal, how long what the peer still sends is read and ignored
     write_buffer: int = 64 * 1024  # answers held for a peer before its connection stops being read
     backlog: int = 512  # a burst of PHP workers connecting at once must queue, not be refused
