@@ -80,7 +80,7 @@ def configuration(config: Config | None) -> str:
         table = getattr(config, section.name)
         if not dataclasses.is_dataclass(table):
             continue
-        lines.append(f"[{section.name}]")
+        lines.append(f"\n[{section.name}]")
         for key in dataclasses.fields(table):
             value = getattr(table, key.name)
             if key.name == "proxy":
@@ -120,12 +120,13 @@ def build(session: Session, config_path: Path | None, sock: Path | None, now: dt
     """`sock` None: the agent on the default socket, as doctor finds it."""
     report = doctor.examine(config_path, sock)
     agent = dataclasses.replace(session, socket=report.sock)
+    details = {c.name: c.detail for c in report.checks if c.detail}
     sections = [
         ("versions", _json(versions())),
-        ("doctor", doctor.human(report.checks) + "\n\n" + _json([c.to_json() for c in report.checks])),
+        ("doctor", f"{doctor.human(report.checks)}\n\ndetails: {_json(details)}"),
         ("status", from_agent(agent, "/v1/status", status_view)),
         ("license", from_agent(agent, "/v1/license", license_view)),
-        ("fingerprint", from_agent(agent, "/v1/fingerprint", lambda fp: fingerprint_text(fp) + "\n\n" + _json(fp))),
+        ("fingerprint", from_agent(agent, "/v1/fingerprint", fingerprint_text)),
         ("configuration", configuration(report.config)),
     ]
     head = (f"mikolicd support bundle, {now.isoformat(timespec='seconds')}, agent socket {report.sock}\n"
