@@ -154,7 +154,8 @@ COMMANDS = (
             offline.release, ("mikolicctl offline release --output /media/usb/receipt.txt",),
             ((OK, "the license is dropped; the receipt is written and its code printed"),
              (FAILED, "nothing to release, or the agent refused"),
-             (FILE_ERROR, "the output file cannot be written; nothing was changed")),
+             (FILE_ERROR, "the output file cannot be written: nothing was changed (should writing fail after the "
+                          "release, the receipt's code is printed: keep it)")),
             _output_option(offline.DEFAULT_RECEIPT, "the receipt")),
     Command("support-bundle", "write one file for Miko support: doctor, status, fingerprint, versions, "
             "configuration; no numbers, coupons, e-mail addresses or hardware ids",
