@@ -24,9 +24,11 @@ from urllib.parse import urlsplit
 
 from . import fingerprint, protocol
 from .agentclient import DEFAULT_SOCKET, AgentUnreachable, call
-from .client import Answer, LicensingClient, ServerRefused, Unreachable, check_ca_file, tls_context
+from .client import Answer, LicensingClient, check_ca_file, tls_context
 from .config import DEFAULT_PATH, Api, Config, ConfigError, Server, load
+from .errors import ServerRefused, ServerUnreachable
 from .jws import load_trusted_keys
+from .schedule import Policy
 
 TIMEOUT_CAP = 10.0
 CLOCK_TOLERANCE = 300.0
@@ -145,7 +147,8 @@ def locate(config_path: Path | None, sock: Path | None) -> Located:
     agent = probe_agent(sock or DEFAULT_SOCKET, TIMEOUT_CAP)
     if "config" in agent.health:
         named = agent.health["config"]
-        return Located(Path(named) if named else None, f"named by the agent on {agent.sock}", agent)
+        builtin = not named or named == Config().source  # an agent started without a file names no path
+        return Located(None if builtin else Path(named), f"named by the agent on {agent.sock}", agent)
     return Located(DEFAULT_PATH, f"the default; no agent on {agent.sock} named another", agent)
 
 
@@ -512,14 +515,14 @@ class Ping:
 def probe_ping(server: Server) -> Ping:
     """Through the daemon's own client, so proxy and trust are exactly the daemon's."""
     try:
-        client = LicensingClient(server, attempts=1)
+        client = LicensingClient(server, Policy(3600, 0, 3600, attempts=1))
     except (OSError, ValueError) as exc:
         return Ping(None, time.time(), f"cannot set up the client: {exc}")
     try:
         answer = client.ping()
         return Ping(answer, time.time())
-    except (Unreachable, ServerRefused) as exc:
-        return Ping(None, time.time(), str(exc))
+    except (ServerUnreachable, ServerRefused) as exc:
+        return Ping(None, time.time(), exc.message)
     finally:
         client.close()
 
