@@ -1,6 +1,7 @@
 """`mikolicctl offline …`: codes checked before anything is sent, files private, the whole round trip."""
 from __future__ import annotations
 
+import random
 import stat
 import subprocess
 from pathlib import Path
@@ -33,6 +34,13 @@ def test_a_mistyped_code_is_refused_locally_naming_the_block(nowhere):
     line = one_line(done.stderr)
     assert line.startswith("mikolicctl: the offline code is not right: checksum error in block 2 ")
     assert line.endswith("; nothing was sent")
+
+
+def test_a_mistyped_code_of_many_lines_given_as_the_argument_is_refused_the_same_way(nowhere):
+    long = offlinecode.encode(JWS + random.Random(1).randbytes(400).hex())  # longer than a file name may be
+    assert long.count("\n") > 3
+    done = run("mikolicctl", "--socket", nowhere, "offline", "apply", mistyped(long))
+    assert done.returncode == exits.USAGE and "checksum error in block 2" in one_line(done.stderr)
 
 
 def test_a_mistyped_code_on_standard_input_is_refused_the_same_way(nowhere):

@@ -78,8 +78,7 @@ def activate(session: Session, args: argparse.Namespace) -> int:
     before = session.require("GET", "/v1/status") if args.replace else {}
     body = {"registration_number": number, **({"replace": True} if args.replace else {})}
     answer = session.require("POST", "/v1/activation", body, hints={
-        "number_active": f"to give up that number's seat on this host and use this one: "
-                         f"mikolicctl activate --replace {number}"})
+        "number_active": f"that is: mikolicctl activate --replace {number}"})
     lines = [f"activated {regnum.mask(number)} on this host"]
     previous = before.get("registration_number")
     if previous and previous != regnum.mask(number) and before.get("state") not in ("unlicensed", "pending"):

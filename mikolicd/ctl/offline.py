@@ -31,6 +31,14 @@ def request(session: Session, args: argparse.Namespace) -> int:
     return OK
 
 
+def _is_file(given: str) -> bool:
+    """A pasted code is no file name, and may be too long for one."""
+    try:
+        return Path(given).is_file()
+    except OSError:
+        return False
+
+
 def response_text(given: str) -> str:
     """The signed response out of a file, standard input (`-`), or the argument itself: a JWS or a code. A
     code is checked here, block by block, so a typo is named before anything is sent."""
@@ -38,7 +46,7 @@ def response_text(given: str) -> str:
         text = sys.stdin.read()
     elif _JWS.fullmatch(given.strip()):
         text = given
-    elif Path(given).is_file() or _PATHLIKE.search(given):
+    elif _is_file(given) or _PATHLIKE.search(given):
         try:
             text = Path(given).read_text(errors="replace")
         except OSError as exc:
