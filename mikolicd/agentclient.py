@@ -40,22 +40,25 @@ class AgentUnreachable(OSError):
         return isinstance(self.cause, ConnectionRefusedError)
 
 
+# Why nothing answered, and what to do: the first entry the cause is an instance of.
+_WHY = (
+    (FileNotFoundError, "no agent socket at {sock}: is mikolicd running? (systemctl status mikolicd); for another "
+                        "agent pass --socket"),
+    (ConnectionRefusedError, "{sock} is a stale socket: no agent accepts connections on it (it stopped without "
+                             "removing it); start mikolicd (systemctl start mikolicd), which replaces it"),
+    (PermissionError, "not allowed to connect to {sock}: run as root, or as a member of the socket's group "
+                      "([api] socket_group)"),
+    (TimeoutError, "the agent on {sock} did not answer within {timeout:g} s: it may be stuck; see journalctl -u "
+                   "mikolicd, or restart it (systemctl restart mikolicd)"),
+    (http.client.HTTPException, "the program on {sock} does not answer like mikolicd ({kind}): check --socket"),
+)
+
+
 def describe(sock: Path, cause: OSError | http.client.HTTPException, timeout: float) -> str:
-    if isinstance(cause, FileNotFoundError):
-        return (f"no agent socket at {sock}: is mikolicd running? (systemctl status mikolicd); "
-                "for another agent pass --socket")
-    if isinstance(cause, ConnectionRefusedError):
-        return (f"{sock} is a stale socket: no agent accepts connections on it (it stopped without removing it); "
-                "start mikolicd (systemctl start mikolicd), which replaces it")
-    if isinstance(cause, PermissionError):
-        return (f"not allowed to connect to {sock}: run as root, or as a member of the socket's group "
-                "([api] socket_group)")
-    if isinstance(cause, TimeoutError):
-        return (f"the agent on {sock} did not answer within {timeout:g} s: it may be stuck; "
-                "see journalctl -u mikolicd, or restart it (systemctl restart mikolicd)")
-    if isinstance(cause, http.client.HTTPException):
-        return f"the program on {sock} does not answer like mikolicd ({type(cause).__name__}): check --socket"
-    return f"talking to the agent on {sock} failed: {cause.strerror or cause}; see journalctl -u mikolicd"
+    text = next((text for kind, text in _WHY if isinstance(cause, kind)),
+                "talking to the agent on {sock} failed: {reason}; see journalctl -u mikolicd")
+    return text.format(sock=sock, timeout=timeout, kind=type(cause).__name__,
+                       reason=getattr(cause, "strerror", None) or cause)
 
 
 def call(sock: Path, method: str, path: str, body: dict | None = None, timeout: float = 120) -> tuple[int, Any]:

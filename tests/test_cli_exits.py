@@ -10,7 +10,7 @@ import pytest
 from agentproc import box_agent, running
 from cliproc import Terminal, one_line, run, with_stdout_closed
 from hosts import pbx_box
-from mikolicd import exits, instance
+from mikolicd import exits, instance, main
 
 
 @pytest.fixture(scope="module")
@@ -39,19 +39,13 @@ def test_mikolicd_help_into_a_closed_pipe_ends_with_141():
     assert done.returncode == exits.PIPE_CLOSED and done.stderr == ""
 
 
-def test_ctrl_c_at_the_register_prompt_ends_with_130_and_sends_nothing(tmp_path):
-    term = Terminal.start("mikolicctl", "--socket", tmp_path / "none.sock", "register")
-    term.expect("Company name: ")
-    term.send(b"\x03")
-    assert term.wait() == exits.INTERRUPTED
-    assert "register cancelled at the prompt: nothing was sent" in term.output
-    assert "Traceback" not in term.output
-
-
-def test_ctrl_d_at_the_register_prompt_ends_with_130_and_sends_nothing(tmp_path):
-    term = Terminal.start("mikolicctl", "--socket", tmp_path / "none.sock", "register", "--company", "Example LLC")
-    term.expect("E-mail address: ")
-    term.send(b"\x04")
+@pytest.mark.parametrize(("given", "prompt", "key"), [((), "Company name: ", b"\x03"),
+                                                    (("--company", "Example LLC"), "E-mail address: ", b"\x04")],
+                         ids=["ctrl-c", "ctrl-d"])
+def test_an_interrupted_register_prompt_ends_with_130_and_sends_nothing(tmp_path, given, prompt, key):
+    term = Terminal.start("mikolicctl", "--socket", tmp_path / "none.sock", "register", *given)
+    term.expect(prompt)
+    term.send(key)
     assert term.wait() == exits.INTERRUPTED
     assert "register cancelled at the prompt: nothing was sent" in term.output
     assert "Traceback" not in term.output
@@ -116,3 +110,11 @@ def test_output_into_a_missing_directory_exits_4_and_asks_nothing(tmp_path):
     done = run("mikolicctl", "--socket", tmp_path / "none.sock", "offline", "request", "--output", target)
     assert done.returncode == exits.FILE_ERROR
     assert one_line(done.stderr).startswith(f"mikolicctl: cannot write the offline request {target}: ")
+
+
+def test_dev_without_its_extras_says_what_to_install_before_creating_anything(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(main, "DEV_NEEDS", ("aiohttp", "mikolicd_extra_that_is_not_installed"))
+    assert main.main(["dev", "--dir", str(tmp_path / "dev")]) == exits.FAILED
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith("mikolicd: dev needs mikolicd_extra_that_is_not_installed") and "pip install -e '.[dev]'" in line
+    assert not (tmp_path / "dev").exists()

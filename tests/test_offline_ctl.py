@@ -81,12 +81,15 @@ def ctl(agent: AgentProcess, *args: str | Path, cwd: Path | None = None) -> subp
     return run("mikolicctl", "--socket", agent.sock, *args, cwd=cwd)
 
 
-def test_request_prints_the_code_of_the_request_it_writes_privately(agent, tmp_path):
-    target = tmp_path / "request.txt"
-    done = ctl(agent, "offline", "request", "--output", target)
+def assert_code_printed_and_written_privately(done: subprocess.CompletedProcess, target: Path) -> None:
     assert done.returncode == exits.OK, done.stderr
     assert offlinecode.decode(done.stdout) == target.read_text().strip()
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_request_prints_the_code_of_the_request_it_writes_privately(agent, tmp_path):
+    target = tmp_path / "request.txt"
+    assert_code_printed_and_written_privately(ctl(agent, "offline", "request", "--output", target), target)
 
 
 def test_request_answered_by_the_server_and_applied_is_active(agent, refserver, tmp_path):
@@ -101,10 +104,8 @@ def test_request_answered_by_the_server_and_applied_is_active(agent, refserver, 
 
 def test_release_prints_the_receipts_code_and_writes_it_privately(agents_for_release, tmp_path):
     target = tmp_path / "receipt.txt"
-    done = ctl(agents_for_release, "offline", "release", "--output", target)
-    assert done.returncode == exits.OK, done.stderr
-    assert offlinecode.decode(done.stdout) == target.read_text().strip()
-    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert_code_printed_and_written_privately(ctl(agents_for_release, "offline", "release", "--output", target),
+                                              target)
 
 
 def test_release_into_a_missing_directory_exits_4_and_keeps_the_license(agents_for_release, tmp_path):

@@ -22,7 +22,7 @@ def checked(normalise: Callable[[str], T], text: str) -> T:
     """Input that can never be valid is refused here, with the format hint printed as it is."""
     try:
         return normalise(text)
-    except (regnum.FormatError, ValueError) as exc:
+    except regnum.FormatError as exc:
         raise Failure(f"{exc}; nothing was sent", USAGE, "invalid_input") from None
 
 
