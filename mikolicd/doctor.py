@@ -154,7 +154,6 @@ def locate(config_path: Path | None, sock: Path | None) -> Located:
 
 @dataclass(frozen=True)
 class FileProblem:
-    key: str
     verdict: str
     fix: str
 
@@ -162,7 +161,7 @@ class FileProblem:
 def _unreadable(key: str, path: Path | None, exc: OSError, fix: str) -> FileProblem:
     if isinstance(exc, PermissionError):
         fix = "run mikolicctl doctor as root, which may read it"
-    return FileProblem(key, f"[server] {key} {path}: {exc.strerror or exc}", fix)
+    return FileProblem(f"[server] {key} {path}: {exc.strerror or exc}", fix)
 
 
 def probe_server_files(server: Server) -> list[FileProblem]:
@@ -174,7 +173,7 @@ def probe_server_files(server: Server) -> list[FileProblem]:
         problems.append(_unreadable("trusted_keys", server.trusted_keys, exc, "install the licensing server's "
                                     "public key (PEM or JWKS) there, or point [server] trusted_keys at it"))
     except ValueError as exc:  # the loader's message names the file
-        problems.append(FileProblem("trusted_keys", f"[server] trusted_keys {exc}",
+        problems.append(FileProblem(f"[server] trusted_keys {exc}",
                                     "replace it with the licensing server's public key file as the vendor ships it"))
     try:
         check_ca_file(server)
@@ -196,7 +195,7 @@ def judge_config(config: Config, located: Located, problems: list[FileProblem]) 
 def judge_unloadable(located: Located, error: ConfigError) -> Check:
     fix = "correct what the message names"
     if located.path == DEFAULT_PATH and located.agent is not None:
-        fix += (f"; if the agent runs with another file, pass --config FILE (for mikolicd dev: --config "
+        fix += ("; if the agent runs with another file, pass --config FILE (for mikolicd dev: --config "
                 "DIR/mikolicd.toml), or the --socket of the running agent, which names its file")
     return Check("config", False, str(error), fix, {"path": str(located.path), "origin": located.origin})
 
