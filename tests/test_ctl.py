@@ -227,8 +227,13 @@ def test_a_coupon_that_extends_names_the_new_end_date():
     assert text == "coupon redeemed: product 11 MikoPBX now runs until 2027-12-28 (until 2026-12-28 before)"
 
 
-def test_a_validation_message_reads_error_and_number():
-    assert render.server_text("(2009) License key error", 2009) == "error 2009: License key error"
+def test_a_server_code_inside_a_reason_reads_error_and_number():
+    assert render.readable("no confirmation from the licensing server ((2009) License key error)") == (
+        "no confirmation from the licensing server (error 2009: License key error)")
+
+
+def test_a_refusal_without_the_code_in_its_message_still_shows_it():
+    assert render.error_line({"error": {"message": "No free seat", "server_code": 2008}}) == "error 2008: No free seat"
 
 
 # ------------------------------------------------------------------------------------- help and docs

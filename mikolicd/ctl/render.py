@@ -4,23 +4,24 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_CODE_PREFIX = re.compile(r"^\s*\((\d{4})\)\s*")
+_SERVER_CODE = re.compile(r"\((20\d\d)\)\s*")  # the licensing server's codes are 2000-2099
 
 
-def server_text(message: str, server_code: int | None) -> str:
+def readable(text: str) -> str:
     """`(2026) Invalid …` reads like a year on a terminal: `error 2026: Invalid …` does not. The JSON and the
     legacy API keep the parenthesised form, which the PBX parses."""
-    if not server_code:
-        return message
-    return f"error {server_code}: {_CODE_PREFIX.sub('', message, count=1)}"
+    return _SERVER_CODE.sub(lambda m: f"error {m.group(1)}: ", text)
 
 
 def error_line(answer: dict[str, Any]) -> str:
     err = answer.get("error")
     if not isinstance(err, dict):
         return f"error: {answer}"
-    message = str(err.get("message") or err.get("code") or "the agent refused without a message")
-    return server_text(message, err.get("server_code")) if err.get("server_code") else f"error: {message}"
+    message = readable(str(err.get("message") or err.get("code") or "the agent refused without a message"))
+    code = err.get("server_code")
+    if not code:
+        return f"error: {message}"
+    return message if f"error {code}: " in message else f"error {code}: {message}"
 
 
 def product_name(products: list[dict], product: Any) -> str:
@@ -53,11 +54,11 @@ def products(items: list[dict]) -> list[str]:
 def status_text(st: dict[str, Any]) -> str:
     items = st.get("products", [])
     lines = [f"warning:        {warning(w, items)}" for w in st.get("warnings") or []]
-    lines += [f"state:          {st['state']} — {st['reason']}",
+    lines += [f"state:          {st['state']} — {readable(st['reason'])}",
               f"registration:   {st.get('registration_number') or '-'}"]
     v = st.get("last_validation")
     if v:
-        text = server_text(v.get("message") or "", v.get("server_code"))
+        text = readable(v.get("message") or "")
         lines.append(f"last check:     {v['at']} {v['outcome']}{f' ({text})' if text else ''}")
     lines.append(f"next check:     {st.get('next_validation') or '-'}")
     if st.get("grace_until"):
