@@ -198,7 +198,10 @@ def parser() -> argparse.ArgumentParser:
     for command in COMMANDS:
         group, _, name = command.name.rpartition(" ")
         if group and group not in groups:
-            holder = sub.add_parser(group, help=GROUPS[group], description=GROUPS[group])
+            examples = "\n".join(f"  {c.examples[0]}" for c in COMMANDS if c.name.startswith(f"{group} "))
+            holder = sub.add_parser(group, help=GROUPS[group], description=GROUPS[group], formatter_class=formatter,
+                                    epilog=f"examples:\n{examples}\n\n`mikolicctl {group} COMMAND --help` shows a "
+                                           "command's options and exit codes.")
             groups[group] = holder.add_subparsers(metavar="COMMAND", required=True, title="commands")
         parent = groups[group] if group else sub
         cmd = parent.add_parser(name, help=command.summary, description=command.summary,
