@@ -102,6 +102,21 @@ def test_request_answered_by_the_server_and_applied_is_active(agent, refserver, 
     assert "state:          active" in done.stdout
 
 
+def test_a_response_pasted_as_a_code_on_standard_input_is_applied(agent, refserver, tmp_path):
+    request = tmp_path / "request.txt"
+    assert ctl(agent, "offline", "request", "--output", request).returncode == exits.OK
+    code = refserver.admin("offline", "answer", "--code", str(request))
+    done = run("mikolicctl", "--socket", agent.sock, "offline", "apply", "-", input=code)
+    assert done.returncode == exits.OK, done.stderr
+
+
+def test_the_receipt_frees_the_seat_on_the_server_once(agents_for_release, refserver, tmp_path):
+    receipt = tmp_path / "receipt.txt"
+    assert ctl(agents_for_release, "offline", "release", "--output", receipt).returncode == exits.OK
+    assert refserver.cli("offline", "release", str(receipt)).returncode == 0
+    assert refserver.cli("offline", "release", str(receipt)).returncode != 0
+
+
 def test_release_prints_the_receipts_code_and_writes_it_privately(agents_for_release, tmp_path):
     target = tmp_path / "receipt.txt"
     assert_code_printed_and_written_privately(ctl(agents_for_release, "offline", "release", "--output", target),
