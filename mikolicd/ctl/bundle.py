@@ -21,7 +21,7 @@ from ..config import Config
 from ..exits import OK, Failure
 from .outfile import PrivateFile
 from .render import fingerprint_text
-from .session import Session
+from .invocation import Invocation
 
 LIBRARIES = ("httptools", "py-dmidecode", "pynacl", "tenacity", "urllib3", "systemd-python", "cryptography",
              "aiohttp")
@@ -95,10 +95,10 @@ def _json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
 
 
-def from_agent(session: Session, path: str, view: Any) -> str:
+def from_agent(ctl: Invocation, path: str, view: Any) -> str:
     """A section built from one agent answer, or why there is none."""
     try:
-        code, answer = session.ask("GET", path)
+        code, answer = ctl.ask("GET", path)
     except Failure as failure:
         return f"not available: {failure.message}"
     if code != 200:
@@ -116,10 +116,10 @@ def license_view(lic: dict[str, Any]) -> str:
     return _json({**{k: lic[k] for k in LICENSE_KEYS if k in lic}, "owner": owner})
 
 
-def build(session: Session, config_path: Path | None, sock: Path | None, now: dt.datetime) -> str:
+def build(ctl: Invocation, config_path: Path | None, sock: Path | None, now: dt.datetime) -> str:
     """`sock` None: the agent on the default socket, as doctor finds it."""
     report = doctor.examine(config_path, sock)
-    agent = dataclasses.replace(session, socket=report.sock)
+    agent = dataclasses.replace(ctl, socket=report.sock)
     details = {c.name: c.detail for c in report.checks if c.detail}
     sections = [
         ("versions", _json(versions())),
@@ -134,11 +134,11 @@ def build(session: Session, config_path: Path | None, sock: Path | None, now: dt
     return scrub(head + "".join(f"\n===== {name} =====\n{body}\n" for name, body in sections))
 
 
-def support_bundle(session: Session, args: argparse.Namespace) -> int:
+def support_bundle(ctl: Invocation, args: argparse.Namespace) -> int:
     now = dt.datetime.now(dt.timezone.utc)
     path = args.output or default_path(now)
     with PrivateFile(path, "the support bundle") as out:
-        out.write(build(session, args.config, args.socket, now))
-    session.show({"file": str(path)}, f"support bundle written to {path} (mode 0600): attach it to your ticket "
+        out.write(build(ctl, args.config, args.socket, now))
+    ctl.show({"file": str(path)}, f"support bundle written to {path} (mode 0600): attach it to your ticket "
                  "for Miko support; it holds no registration number, coupon, e-mail address or hardware id")
     return OK

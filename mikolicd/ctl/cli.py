@@ -17,7 +17,7 @@ from ..exits import (FAILED, FILE_ERROR, INTERRUPTED, OK, PIPE_CLOSED, UNREACHAB
                      help_table, merged)
 from . import commands, offline
 from .bundle import support_bundle
-from .session import PROG, Session
+from .invocation import PROG, Invocation
 
 Options = Callable[[argparse.ArgumentParser], None]
 
@@ -26,7 +26,7 @@ Options = Callable[[argparse.ArgumentParser], None]
 class Command:
     name: str  # "status", or "offline request" for a command in a group
     summary: str  # one line, for the list of commands
-    run: Callable[[Session, argparse.Namespace], int]
+    run: Callable[[Invocation, argparse.Namespace], int]
     examples: tuple[str, ...]
     exits: tuple[tuple[int, str], ...]  # what 0 and 1 (and any other own code) mean for this command
     options: Options = lambda parser: None
@@ -46,11 +46,11 @@ def epilog(command: Command) -> str:
     return f"examples:\n{examples}\n\n{help_table(exit_rows(command))}"
 
 
-def run_doctor(session: Session, args: argparse.Namespace) -> int:
+def run_doctor(ctl: Invocation, args: argparse.Namespace) -> int:
     """Runs in this process, not in the agent: it must work when the agent is down or misconfigured."""
     checks = doctor.run(args.config, args.socket)
     ok = doctor.passed(checks)
-    session.show({"ok": ok, "checks": [c.to_json() for c in checks]}, doctor.human(checks))
+    ctl.show({"ok": ok, "checks": [c.to_json() for c in checks]}, doctor.human(checks))
     return OK if ok else FAILED
 
 
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         args = parser().parse_args(argv)
         parsed["json"] = args.json
-        return args.command.run(Session(args.socket or DEFAULT_SOCKET, args.json), args)
+        return args.command.run(Invocation(args.socket or DEFAULT_SOCKET, args.json), args)
 
     return guarded(PROG, body, lambda: parsed.get("json", False),
                    "interrupted; a change already sent to the agent may still complete: see mikolicctl status")

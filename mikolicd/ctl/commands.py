@@ -7,7 +7,7 @@ import sys
 from .. import regnum
 from ..exits import FAILED, INTERRUPTED, OK, USAGE, Failure
 from . import render
-from .session import Session, checked
+from .invocation import Invocation, checked
 
 CONFIRMED = frozenset({"active", "trial"})  # states a validation ends in when the server confirmed the license
 # (option, request field, prompt) of the trial form's required fields.
@@ -15,21 +15,21 @@ REQUIRED = (("company", "companyname", "Company name"), ("email", "email", "E-ma
             ("contact", "contact", "Contact person"))
 
 
-def status(session: Session, args: argparse.Namespace) -> int:
-    answer = session.require("GET", "/v1/status")
-    session.show(answer, render.status_text(answer))
+def status(ctl: Invocation, args: argparse.Namespace) -> int:
+    answer = ctl.require("GET", "/v1/status")
+    ctl.show(answer, render.status_text(answer))
     return OK
 
 
-def license_info(session: Session, args: argparse.Namespace) -> int:
-    answer = session.require("GET", "/v1/license")
-    session.show(answer, render.license_text(answer))
+def license_info(ctl: Invocation, args: argparse.Namespace) -> int:
+    answer = ctl.require("GET", "/v1/license")
+    ctl.show(answer, render.license_text(answer))
     return OK
 
 
-def fingerprint(session: Session, args: argparse.Namespace) -> int:
-    answer = session.require("GET", "/v1/fingerprint")
-    session.show(answer, render.fingerprint_text(answer))
+def fingerprint(ctl: Invocation, args: argparse.Namespace) -> int:
+    answer = ctl.require("GET", "/v1/fingerprint")
+    ctl.show(answer, render.fingerprint_text(answer))
     return OK
 
 
@@ -65,55 +65,55 @@ def trial_form(args: argparse.Namespace, interactive: bool) -> dict[str, str]:
     return {**form, **{k: v for k, v in extra.items() if v}}
 
 
-def register(session: Session, args: argparse.Namespace) -> int:
+def register(ctl: Invocation, args: argparse.Namespace) -> int:
     form = trial_form(args, sys.stdin.isatty())
-    answer = session.require("POST", "/v1/registration", form, hints={
+    answer = ctl.require("POST", "/v1/registration", form, hints={
         "already_licensed": "see mikolicctl status; to use another number: mikolicctl activate --replace NUMBER"})
-    session.show(answer, f"trial registered for {form['companyname']}\n{render.status_text(answer)}")
+    ctl.show(answer, f"trial registered for {form['companyname']}\n{render.status_text(answer)}")
     return OK
 
 
-def activate(session: Session, args: argparse.Namespace) -> int:
+def activate(ctl: Invocation, args: argparse.Namespace) -> int:
     number = checked(regnum.registration_number, args.number)
-    before = session.require("GET", "/v1/status") if args.replace else {}
+    before = ctl.require("GET", "/v1/status") if args.replace else {}
     body = {"registration_number": number, **({"replace": True} if args.replace else {})}
-    answer = session.require("POST", "/v1/activation", body, hints={
+    answer = ctl.require("POST", "/v1/activation", body, hints={
         "number_active": f"that is: mikolicctl activate --replace {number}"})
     lines = [f"activated {regnum.mask(number)} on this host"]
     previous = before.get("registration_number")
     if previous and previous != regnum.mask(number) and before.get("state") not in ("unlicensed", "pending"):
         lines.append(f"the seat of the previous number {previous} on this host was released first")
-    session.show(answer, "\n".join(lines + [render.status_text(answer)]))
+    ctl.show(answer, "\n".join(lines + [render.status_text(answer)]))
     return OK
 
 
-def coupon(session: Session, args: argparse.Namespace) -> int:
+def coupon(ctl: Invocation, args: argparse.Namespace) -> int:
     code = checked(regnum.coupon, args.coupon)
-    before = session.require("GET", "/v1/status")
-    answer = session.require("POST", "/v1/coupons", {"coupon": code}, hints={
+    before = ctl.require("GET", "/v1/status")
+    answer = ctl.require("POST", "/v1/coupons", {"coupon": code}, hints={
         "not_activated": "a coupon extends an activated number: mikolicctl activate NUMBER first"})
     changed = answer["changed"] if "changed" in answer else render.compare(before, answer)
-    session.show(answer, f"{render.changes_text(changed)}\n{render.status_text(answer)}")
+    ctl.show(answer, f"{render.changes_text(changed)}\n{render.status_text(answer)}")
     return OK
 
 
-def validate(session: Session, args: argparse.Namespace) -> int:
-    answer = session.require("POST", "/v1/validation", hints={
+def validate(ctl: Invocation, args: argparse.Namespace) -> int:
+    answer = ctl.require("POST", "/v1/validation", hints={
         "not_activated": "activate a number first (mikolicctl activate NUMBER)"})
-    session.show(answer, render.status_text(answer))
+    ctl.show(answer, render.status_text(answer))
     if answer.get("state") in CONFIRMED:
         return OK
-    session.note(f"the license was not confirmed: state {answer.get('state')} — {answer.get('reason')}")
+    ctl.note(f"the license was not confirmed: state {answer.get('state')} — {answer.get('reason')}")
     return FAILED
 
 
-def release(session: Session, args: argparse.Namespace) -> int:
+def release(ctl: Invocation, args: argparse.Namespace) -> int:
     nothing = "nothing to release: no seat is bound on this host (see mikolicctl status)"
-    answer = session.require("DELETE", "/v1/activation", hints={"not_activated": nothing})
+    answer = ctl.require("DELETE", "/v1/activation", hints={"not_activated": nothing})
     if answer.get("released") is False:
         raise Failure(nothing, FAILED, "not_bound", answer)
     number = answer.get("registration_number") or "the registration number"
-    session.show(answer, f"released: this host's seat of {number} was given back to the licensing server; the "
+    ctl.show(answer, f"released: this host's seat of {number} was given back to the licensing server; the "
                  f"number stays here (state {answer.get('state')}).\n"
                  "next: activate it on the host that should hold it (mikolicctl activate NUMBER there), "
                  "or here again (mikolicctl activate NUMBER)")

@@ -10,7 +10,7 @@ from ..exits import OK, USAGE, Failure, emit, file_failure
 from ..offlinecode import CodeError, decode
 from . import render
 from .outfile import PrivateFile
-from .session import Session
+from .invocation import Invocation
 
 DEFAULT_REQUEST = Path("mikolicd-offline-request.txt")
 DEFAULT_RECEIPT = Path("mikolicd-offline-receipt.txt")
@@ -18,13 +18,13 @@ _JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _PATHLIKE = re.compile(r"[./~]")  # never in a code, often in a file name
 
 
-def request(session: Session, args: argparse.Namespace) -> int:
+def request(ctl: Invocation, args: argparse.Namespace) -> int:
     with PrivateFile(args.output, "the offline request") as out:
-        answer = session.require("GET", "/v1/offline/request")
+        answer = ctl.require("GET", "/v1/offline/request")
         out.write(f"{answer['request']}\n")
-    session.show({**answer, "file": str(args.output)}, answer["code"])
-    if not session.json:
-        session.note(f"offline request written to {args.output} (mode 0600). Take the file, or the code above, to "
+    ctl.show({**answer, "file": str(args.output)}, answer["code"])
+    if not ctl.json:
+        ctl.note(f"offline request written to {args.output} (mode 0600). Take the file, or the code above, to "
                      "a machine with internet access and have Miko answer it (with the reference server: "
                      "mikolic-server offline answer FILE); then install the answer here with "
                      "mikolicctl offline apply FILE|CODE. Only the latest request can be applied.")
@@ -62,15 +62,15 @@ def response_text(given: str) -> str:
         raise Failure(f"the offline code is not right: {exc}; nothing was sent", USAGE, "invalid_code") from None
 
 
-def apply(session: Session, args: argparse.Namespace) -> int:
-    answer = session.require("POST", "/v1/offline/response", {"response": response_text(args.response)})
-    session.show(answer, f"offline response applied\n{render.status_text(answer)}")
+def apply(ctl: Invocation, args: argparse.Namespace) -> int:
+    answer = ctl.require("POST", "/v1/offline/response", {"response": response_text(args.response)})
+    ctl.show(answer, f"offline response applied\n{render.status_text(answer)}")
     return OK
 
 
-def release(session: Session, args: argparse.Namespace) -> int:
+def release(ctl: Invocation, args: argparse.Namespace) -> int:
     with PrivateFile(args.output, "the release receipt") as out:
-        answer = session.require("POST", "/v1/offline/release", hints={
+        answer = ctl.require("POST", "/v1/offline/release", hints={
             "not_activated": "nothing to release: no license is held on this host (see mikolicctl status)"})
         try:
             out.write(f"{answer['receipt']}\n")
@@ -78,9 +78,9 @@ def release(session: Session, args: argparse.Namespace) -> int:
             emit(answer["code"])
             failure.message += "; the license is already dropped: keep the receipt's code printed above"
             raise
-    session.show({**answer, "file": str(args.output)}, answer["code"])
-    if not session.json:
-        session.note(f"the license on this host is dropped; its release receipt is in {args.output} (mode 0600). "
+    ctl.show({**answer, "file": str(args.output)}, answer["code"])
+    if not ctl.json:
+        ctl.note(f"the license on this host is dropped; its release receipt is in {args.output} (mode 0600). "
                      "Give the file, or the code above, to Miko to free the seat (with the reference server: "
                      "mikolic-server offline release FILE); a receipt frees the seat once.")
     return OK

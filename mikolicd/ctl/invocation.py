@@ -27,7 +27,7 @@ def checked(normalise: Callable[[str], T], text: str) -> T:
 
 
 @dataclass(frozen=True)
-class Session:
+class Invocation:
     socket: Path
     json: bool
 
