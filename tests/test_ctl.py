@@ -16,7 +16,7 @@ from mikolicd import exits
 from mikolicd.ctl import cli, render
 
 SEEDS = iter(range(6200, 6300))
-TRIAL = ("--company", "Ctl LLC", "--email", "ctl@example.test", "--contact", "Carl")
+TRIAL = ("--company", "Ctl LLC", "--email", "ctl@example.test", "--contact", "Ctl Contact")
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_register_then_license_shows_the_owner_and_the_trial(agent):
     done = ctl(agent, "register", *TRIAL)
     assert done.returncode == 0 and "trial" in done.stdout
     shown = ctl(agent, "license").stdout
-    assert "Ctl LLC, Carl <ctl@example.test>" in shown and "product 11 MikoPBX: trial" in shown
+    assert "Ctl LLC, Ctl Contact <ctl@example.test>" in shown and "product 11 MikoPBX: trial" in shown
 
 
 def test_register_without_a_terminal_lists_every_missing_field_at_once(agent):
@@ -125,7 +125,7 @@ def test_register_on_a_terminal_asks_for_each_missing_field(agent):
     term.expect("Contact person: ")
     term.send(b"\n")  # empty: asked again
     term.expect("Contact person is required for a trial")
-    term.send(b"Pat\n")
+    term.send(b"Pty Contact\n")
     assert term.wait() == exits.OK, term.output
     assert "trial registered for Pty LLC" in term.output
 
