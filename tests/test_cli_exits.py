@@ -116,5 +116,6 @@ def test_dev_without_its_extras_says_what_to_install_before_creating_anything(mo
     monkeypatch.setattr(main, "DEV_NEEDS", ("aiohttp", "mikolicd_extra_that_is_not_installed"))
     assert main.main(["dev", "--dir", str(tmp_path / "dev")]) == exits.FAILED
     line = one_line(capsys.readouterr().err)
-    assert line.startswith("mikolicd: dev needs mikolicd_extra_that_is_not_installed") and "pip install -e '.[dev]'" in line
+    assert line.startswith("mikolicd: dev needs mikolicd_extra_that_is_not_installed")
+    assert "pip install -e '.[dev]'" in line
     assert not (tmp_path / "dev").exists()
