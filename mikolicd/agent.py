@@ -208,7 +208,9 @@ class Agent:
                                 counted["unconfirmed"]), self.latency.snapshot())
 
     def health(self) -> dict[str, Any]:
-        return {"ok": True, "state": self.verdict.state.value, "pid": os.getpid(), "config": self.setup.config.source}
+        source = self.setup.config.source
+        return {"ok": True, "state": self.verdict.state.value, "pid": os.getpid(),
+                "config": source if source != Config().source else None}
 
     # ------------------------------------------------------------------------------ state writes
     def _save(self, state: State) -> None:
@@ -358,8 +360,7 @@ class Agent:
             if current and current != number and self.state.document is not None and self.refresh().usable:
                 if not replace_active:
                     raise Conflict(Kind.NUMBER_ACTIVE, f"{regnum.mask(current)} is active on this host; to replace "
-                                   "it (its seat is released first) ask again with replace (mikolicctl activate "
-                                   "--replace)")
+                                   "it, ask again with replace: its seat is released first")
                 await self._ask(protocol.RELEASE, current)
                 self._save(replace(self.state, document=None, released=True, seat_session=None, sessions={}))
                 self.loaded = Loaded()

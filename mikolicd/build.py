@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import secrets
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,14 +52,19 @@ def policy(config: Config) -> Policy:
     return Policy.of(s.check_interval, s.jitter, s.retry_max_delay)
 
 
+def ca_file(config: Config) -> None:
+    """An extra CA for the server's TLS ([server] ca_file) must be readable PEM, checked at start-up."""
+    try:
+        check_ca_file(config.server)
+    except (OSError, ssl.SSLError) as exc:
+        raise _file_problem("ca_file", config.server.ca_file or Path(), exc, "install the CA certificate there "
+                            "(PEM), or set ca_file = \"\" to use only the system's CAs") from None
+
+
 def setup(config: Config, hardware: Hardware | None = None) -> Setup:
     """Everything a reload may change; the hardware is read once, at start (the snapshot is root's)."""
     keys = trusted_keys(config)
-    try:
-        check_ca_file(config.server)
-    except OSError as exc:
-        raise _file_problem("ca_file", config.server.ca_file or Path(), exc, "install the CA certificate there "
-                            "(PEM), or set ca_file = \"\" to use only the system's CAs") from None
+    ca_file(config)
     if hardware is None:
         hw = config.hardware
         hardware = fingerprint.collect(hw.root, hw.dmidecode, hw.snapshot)

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from hosts import pbx_box
-from mikolicd.ctl import UnixConnection
+from mikolicd.agentclient import UnixConnection
 
 T = TypeVar("T")
 

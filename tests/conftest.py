@@ -161,11 +161,11 @@ def licensed_agent(licensed_daemon: AgentProcess, badserver: BadServer) -> Itera
 @pytest.fixture
 def seeded(fault_agents: Callable[..., AgentProcess], badserver: BadServer) -> Callable[..., AgentProcess]:
     """A started daemon holding a good license issued a minute ago; `url` points it elsewhere (faults below
-    HTTP), `exp_in` says how long its offline window still runs."""
-    def make(url: str | None = None, exp_in: float = TTL, env: dict | None = None) -> AgentProcess:
+    HTTP), `exp_in` says how long its offline window still runs, `age` how long ago it was issued."""
+    def make(url: str | None = None, exp_in: float = TTL, env: dict | None = None, age: float = 60) -> AgentProcess:
         agent = fault_agents(url=url)
         now = time.time()
-        seed_state(agent.state, badserver.signer, agent.hw_root, NUMBER, iat=now - 60, exp=now + exp_in)
+        seed_state(agent.state, badserver.signer, agent.hw_root, NUMBER, iat=now - age, exp=now + exp_in)
         return agent.start(env)
     return make
 

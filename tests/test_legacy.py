@@ -25,10 +25,11 @@ import pytest
 import requests
 
 from agentproc import AgentProcess, free_port, stopped_at_end, wait_for
+from refclient import Agent as RefAgent, new_nonce
 from conftest import RefServer
 from hosts import pbx_box
 from mikolicd.config import Compat
-from mikolicd.ctl import UnixConnection
+from mikolicd.agentclient import UnixConnection
 from mikolicd.legacy import compat_listen, license_xml
 
 PHP = Path(__file__).with_name("php")
@@ -141,7 +142,8 @@ def licensed(legacy: Legacy, key: str) -> None:
 def bind_elsewhere(refserver: RefServer, number: str) -> None:
     """Another PBX activates the number first, straight at the licensing server."""
     response = requests.post(refserver.url + "/api/v1/activation", timeout=10, verify=str(refserver.ca),
-                             json={"registration_number": number, "host": OTHER_HOST})
+                             json={"registration_number": number, "host": OTHER_HOST, "nonce": new_nonce(),
+                                   "installation": RefAgent().field()})
     assert response.status_code == 200, response.text
 
 
