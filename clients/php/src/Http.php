@@ -55,12 +55,8 @@ final class Http
         curl_setopt_array($curl, $options);
         $answer = curl_exec($curl);
         if (!is_string($answer)) {
-            $why = curl_error($curl);
-            curl_close($curl);
-            throw new Error(Error::UNREACHABLE, "mikolicd is not reachable at {$this->where()}: {$why}");
+            throw new Error(Error::UNREACHABLE, "mikolicd is not reachable at {$this->where()}: " . curl_error($curl));
         }
-        $status = (int) curl_getinfo($curl, CURLINFO_RESPONSE_CODE);
-        curl_close($curl);
-        return [$status, $answer];
+        return [(int) curl_getinfo($curl, CURLINFO_RESPONSE_CODE), $answer];
     }
 }
