@@ -179,7 +179,8 @@ final class Client
      */
     private function call(string $method, string $path, ?array $body = null, ?float $timeout = null): array
     {
-        $json = $body === null ? null : json_encode((object) $body, JSON_UNESCAPED_UNICODE | JSON_THROW_ON_ERROR);
+        $json = $body === null ? null
+            : json_encode((object) $body, JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE | JSON_THROW_ON_ERROR);
         $headers = $json === null ? [] : ['Content-Type' => 'application/json'];
         [$status, $raw] = $this->http->send($method, $path, $json, $headers, $timeout);
         $answer = json_decode($raw, true);

@@ -7,6 +7,7 @@ namespace Mikolicd\Compat;
 use Closure;
 use Mikolicd\Client;
 use Mikolicd\Error;
+use Mikolicd\Status;
 use SimpleXMLElement;
 
 /** @internal The License class over the agent's JSON API, with the legacy daemon's error texts. */
@@ -21,7 +22,7 @@ final class JsonBackend implements Backend
 
     public function licenseXml(string $key): SimpleXMLElement
     {
-        if ($key !== '' && !$this->isCurrent($key)) {
+        if ($key !== '' && $this->statusOf($key) === null) {
             self::attempt('Failed to capture feature ' . self::PBX_SEAT . ', ',
                 fn () => $this->client->activate($key, true));
         }
@@ -45,7 +46,10 @@ final class JsonBackend implements Backend
     {
         if ($key === '') {
             self::attempt('Failed to change license key: ', fn () => $this->client->forgetRegistration());
-        } elseif (!$this->isCurrent($key)) {
+            return;
+        }
+        $status = $this->statusOf($key);
+        if ($status === null || $status->state === 'pending') { // another number, or this one's seat released
             self::attempt('Failed to change license key: ', fn () => $this->client->activate($key, true));
         }
     }
@@ -94,15 +98,16 @@ final class JsonBackend implements Backend
     }
 
     /**
-     * The agent shows its number masked (MIKO-7KQ2P-*****-*****-*****); a key that masks the same way is
-     * taken for it, anything else is another number.
+     * The agent's status when `$key` is its number, else null. The agent shows its number masked
+     * (MIKO-7KQ2P-*****-*****-*****): a key that masks the same way is taken for it.
      */
-    private function isCurrent(string $key): bool
+    private function statusOf(string $key): ?Status
     {
         if (preg_match(self::NUMBER, $key) !== 1) {
-            return false;
+            return null;
         }
-        return $this->client->status()->registrationNumber === substr($key, 0, 10) . '-*****-*****-*****';
+        $status = $this->client->status();
+        return $status->registrationNumber === substr($key, 0, 10) . '-*****-*****-*****' ? $status : null;
     }
 
     /**

@@ -15,30 +15,18 @@ use SimpleXMLElement;
  */
 final class LegacyBackend implements Backend
 {
-    private const TIMEOUT = 30.0;
-    private const CHANGE_FAILED = 'Failed to change license key: ';
-    private const SEAT_FAILED = 'Failed to capture feature 33, ';
-
     private readonly Http $http;
 
     /** @param string $url the listener, e.g. http://127.0.0.1:8223 */
     public function __construct(string $url)
     {
-        $this->http = new Http(rtrim($url, '/'), null, self::TIMEOUT);
+        $this->http = new Http(rtrim($url, '/'), null, Client::DEFAULT_TIMEOUT);
     }
 
+    /** license.api activates a key other than the host's before it answers (as the closed daemon did). */
     public function licenseXml(string $key): SimpleXMLElement
     {
-        try {
-            $answer = $this->call('getlicenseinfo', ['key' => $key]);
-        } catch (Error $e) {
-            if ($key === '' || $e->status !== 409) {
-                throw $e;
-            }
-            $this->activate($key); // 409: not the host's number yet
-            $answer = $this->call('getlicenseinfo', ['key' => $key]);
-        }
-        $xml = simplexml_load_string(urldecode((string) $answer['result']));
+        $xml = simplexml_load_string(urldecode((string) $this->call('getlicenseinfo', ['key' => $key])['result']));
         if ($xml === false) {
             throw new Error(Error::BAD_ANSWER, 'Failed to get license info: the agent answered no license XML', null, 502);
         }
@@ -50,11 +38,10 @@ final class LegacyBackend implements Backend
         return (string) $this->call('gettrial', $form + ['description' => '', 'product' => '11'])['result'];
     }
 
+    /** license.api itself leaves the active key as it is. */
     public function changeKey(string $key): void
     {
-        if ($key === '' || !$this->isCurrent($key)) {
-            $this->call('changekey', ['key' => $key]);
-        }
+        $this->call('changekey', ['key' => $key]);
     }
 
     public function addTrial(int $product): void
@@ -90,32 +77,6 @@ final class LegacyBackend implements Backend
     public function ping(): void
     {
         $this->call('ping');
-    }
-
-    /** license.api repeats the key only to a caller that names the host's own number. */
-    private function isCurrent(string $key): bool
-    {
-        try {
-            $this->call('getlicenseinfo', ['key' => $key]);
-            return true;
-        } catch (Error $e) {
-            if ($e->status !== 409) {
-                throw $e;
-            }
-            return false;
-        }
-    }
-
-    /** Taking a new key takes the host's seat, and says so as the PBX expects from getLicenseInfo. */
-    private function activate(string $key): void
-    {
-        try {
-            $this->call('changekey', ['key' => $key]);
-        } catch (Error $e) {
-            $text = $e->getMessage();
-            $reason = str_starts_with($text, self::CHANGE_FAILED) ? substr($text, strlen(self::CHANGE_FAILED)) : $text;
-            throw new Error($e->getCode(), self::SEAT_FAILED . $reason, $e->serverCode, $e->status);
-        }
     }
 
     /**
