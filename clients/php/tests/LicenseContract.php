@@ -41,6 +41,7 @@ abstract class LicenseContract extends TestCase
         self::assertSame([true, '', 200], [$info['success'], $info['error'], $info['code']]);
         self::assertInstanceOf(SimpleXMLElement::class, $info['result']);
         self::assertSame($key, (string) $info['result']['key']);
+        self::assertSame($key, json_decode(json_encode($info['result']->attributes()), true)['@attributes']['key']);
         $seat = $info['result']->xpath('/license/product[@id="11"]/feature[@id="33"]')[0];
         self::assertSame(['33', 'MikoPBX', '1', '0', '1'], array_map(fn ($name) => (string) $seat[$name],
             ['id', 'name', 'count', 'counteach', 'captured']));

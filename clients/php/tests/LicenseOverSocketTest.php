@@ -36,4 +36,33 @@ final class LicenseOverSocketTest extends LicenseContract
         $license = new License(Agents::env('MIKOLICD_SOCKET'));
         self::assertSame(['success' => true, 'error' => ''], $license->featureAvailable(33));
     }
+
+    public function testTheModuleInstallersLowercaseAddtrialIsTheSameMethod(): void
+    {
+        $this->activeKey();
+        self::assertTrue($this->license()->addtrial(1005));
+    }
+
+    /** @runInSeparateProcess */
+    public function testInsideThePbxModulesAreReadAndDisabledThroughItsOwnClasses(): void
+    {
+        require __DIR__ . '/fixtures/PbxModuleClasses.php';
+        $dir = sys_get_temp_dir() . '/pbx-modules-' . getmypid();
+        foreach (['ModuleLicensed' => 1006, 'ModuleUnlicensed' => 4242, 'ModuleFree' => null] as $uniqid => $feature) {
+            mkdir("{$dir}/{$uniqid}", 0700, true);
+            file_put_contents("{$dir}/{$uniqid}/module.json", json_encode(array_filter(['lic_feature_id' => $feature])));
+        }
+        \MikoPBX\Modules\PbxExtensionUtils::$modulesDir = $dir;
+        \MikoPBX\Common\Models\PbxExtensionModules::$enabled = ['ModuleFree', 'ModuleLicensed', 'ModuleUnlicensed'];
+        $this->activeKey();
+        $this->license()->addTrial(1006);
+        try {
+            $this->license()->checkModules();
+        } finally {
+            exec('rm -rf ' . escapeshellarg($dir));
+        }
+        $disabled = \MikoPBX\PBXCoreREST\Lib\Modules\DisableModuleAction::$disabled;
+        self::assertSame([['ModuleUnlicensed', 'DisabledByLicense']], array_map(fn ($d) => array_slice($d, 0, 2), $disabled));
+        self::assertStringStartsWith('Feature 4242 is not available: ', $disabled[0][2]);
+    }
 }
