@@ -91,7 +91,11 @@ class License
         $this->orMessage(fn () => $this->backend->changeKey(self::normal($key)));
     }
 
-    /** A 30-day trial of a product (a module, or 11) on the current number. @return true|string */
+    /**
+     * A 30-day trial of a product (a module, or 11) on the current number.
+     *
+     * @return true|string true, else the error text
+     */
     public function addTrial(int|string $productId): bool|string
     {
         return $this->orMessage(function () use ($productId): bool {
@@ -100,7 +104,11 @@ class License
         });
     }
 
-    /** @return true|string exactly true, else the error text */
+    /**
+     * Redeem a coupon on the current number.
+     *
+     * @return true|string exactly true, else the error text
+     */
     public function activateCoupon(int|string $coupon): bool|string
     {
         return $this->orMessage(function () use ($coupon): bool {
@@ -109,7 +117,11 @@ class License
         });
     }
 
-    /** Take a seat of the feature; this object keeps the session for releaseFeature. */
+    /**
+     * Take a seat of the feature; this object keeps the session for releaseFeature.
+     *
+     * @return array{success: bool, error: string}
+     */
     public function captureFeature(int|string $featureId): array
     {
         return $this->outcome(function () use ($featureId): void {
@@ -118,13 +130,21 @@ class License
         });
     }
 
-    /** Whether the license lets the PBX use the feature now; takes no seat, answered offline too. */
+    /**
+     * Whether the license lets the PBX use the feature now; takes no seat, answered offline too.
+     *
+     * @return array{success: bool, error: string}
+     */
     public function featureAvailable(int|string $featureId): array
     {
         return $this->outcome(fn () => $this->backend->available(Client::id($featureId)));
     }
 
-    /** Give back the seat this object captured; for 33 that releases the host's activation. */
+    /**
+     * Give back the seat this object captured; for 33 that releases the host's activation.
+     *
+     * @return array{success: bool, error: string}
+     */
     public function releaseFeature(int|string $featureId): array
     {
         return $this->outcome(function () use ($featureId): void {
@@ -137,7 +157,11 @@ class License
         });
     }
 
-    /** @return array{success: bool, error?: string} */
+    /**
+     * Whether the licensing server answers now (the agent asks it at most once a second).
+     *
+     * @return array{success: bool, error?: string} ['success' => true], else with the reason
+     */
     public function ping(): array
     {
         $outcome = $this->outcome(fn () => $this->backend->ping());
