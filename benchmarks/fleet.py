@@ -1,27 +1,25 @@
 """Target 7: a fleet through a server outage, on a simulated clock, with the agent's own schedule code.
 
-Every agent runs the daemon's rules: `next_check` after a good answer; after a failed attempt the
-licensing client's short in-call retries (its own wait function, which honours Retry-After), then
-`retry_delay` between rounds. The server is the reference server's token bucket, answering 429 with
+Every agent runs the daemon's own `schedule.Policy`, the one the licensing client and the agent use:
+`next_check` after a good answer; after a failed try the in-call pauses (`attempt_delay`, honouring
+Retry-After) until `gives_up`, then `retry_delay` between rounds. The server is the reference server's token bucket, answering 429 with
 Retry-After above its rate. A naive fleet retrying at a fixed interval runs through the same outage.
 """
 from __future__ import annotations
 
 import heapq
-import inspect
 import math
 import random
 import time
 from collections import Counter
-from concurrent.futures import Future
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
-from mikolicd import protocol
-from mikolicd.client import LicensingClient, Unreachable, in_call_wait
-from mikolicd.config import Schedule, Server
+from mikolicd import build, protocol
+from mikolicd.client import LicensingClient
+from mikolicd.config import Config, Server
+from mikolicd.errors import ServerUnreachable
 from mikolicd.refserver.app import TokenBucket
-from mikolicd.schedule import Policy, next_check, retry_delay
+from mikolicd.schedule import Policy
 
 from .harness import Outcome, Stage
 
@@ -29,8 +27,6 @@ HOUR = 3600.0
 OUTAGE = 6 * HOUR
 CAPACITY = 3.0  # the server is sized for this multiple of the fleet's steady rate; above it, 429
 NAIVE_RETRY = 300.0
-ATTEMPTS = inspect.signature(LicensingClient).parameters["attempts"].default
-CLIENT_CAP = 5.0  # the agent gives its client min(5 s, retry_max_delay) as the in-call retry cap
 SEED = 7
 
 
@@ -70,13 +66,10 @@ class AgentRules:
     failures: list[int]
 
     def after_failure(self, agent: int, attempt: int, retry_after: float | None) -> tuple[float, int]:
-        if attempt < ATTEMPTS:
-            refusal: Future = Future()
-            refusal.set_exception(Unreachable("busy", retry_after))
-            state = SimpleNamespace(attempt_number=attempt, outcome=refusal)
-            return in_call_wait(min(CLIENT_CAP, self.policy.retry_max_delay))(state), attempt + 1
+        if not self.policy.gives_up(attempt, retry_after):
+            return self.policy.attempt_delay(attempt, self.rng.random(), retry_after), attempt + 1
         self.failures[agent] += 1
-        return retry_delay(self.policy, self.failures[agent], self.rng.random()), 1
+        return self.policy.retry_delay(self.failures[agent], self.rng.random(), retry_after), 1
 
     def succeeded(self, agent: int) -> None:
         self.failures[agent] = 0
@@ -136,7 +129,7 @@ def simulate(agents: int, policy: Policy, rules: AgentRules | NaiveRules, rng: r
         wait = bucket.take(t)
         if not wait:
             rules.succeeded(agent)
-            heapq.heappush(heap, (next_check(policy, t, rng.random()), agent, 1))
+            heapq.heappush(heap, (policy.next_check(t, rng.random()), agent, 1))
             continue
         traffic.refused += 1
         delay, attempt = rules.after_failure(agent, attempt, math.ceil(wait))
@@ -145,8 +138,7 @@ def simulate(agents: int, policy: Policy, rules: AgentRules | NaiveRules, rng: r
 
 
 def default_policy() -> Policy:
-    s = Schedule()
-    return Policy(s.check_interval, s.jitter, s.retry_max_delay)
+    return build.policy(Config())
 
 
 def fleet(agents: int) -> Outcome:
@@ -172,13 +164,13 @@ def retry_after(stage: Stage) -> Outcome:
     rate = 0.5
     url = stage.start_server("--max-rps", str(rate))
     client = LicensingClient(Server(url=url, trusted_keys=stage.server_dir / "trusted_keys.pem",
-                                    ca_file=stage.pki.ca, timeout=5.0))
+                                    ca_file=stage.pki.ca, timeout=5.0), default_policy())
     refusals: list[float | None] = []
     try:
         for _ in range(5):
             try:
                 client.ping()
-            except Unreachable as exc:
+            except ServerUnreachable as exc:
                 refusals.append(exc.retry_after)
         start = time.monotonic()
         client.call(protocol.PING, method="GET")

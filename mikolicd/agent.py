@@ -1,322 +1,377 @@
-"""The agent: owns the local state, talks to the licensing server, and keeps the verdict current.
+"""The agent: applies the pure core's decisions to the local state and the licensing server.
 
-Server calls run in worker threads under one lock, so a slow server delays only the caller that
-asked for it; status is built from memory and never waits for the network.
+Everything it touches is a parameter — the set-up (trusted keys, the licensing client, the policy, the
+host's components), the store, the clocks, the randomness, the installation — so every rule runs in
+process with a fake clock, a fake client and a temporary store (`build` makes the real ones). What to
+believe is decided by `trust` and `lifecycle`; this module asks, stores, and tells the journal.
+Server calls run in worker threads under one lock, so a slow server delays only the caller that asked;
+state writes happen on the event loop, one at a time; status is built from memory.
 """
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import logging
-import random
-import re
-import threading
-import time
+import os
+from collections import Counter, deque
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
-from . import __version__, fingerprint, journal, protocol, regnum
-from .client import LicensingClient, ServerRefused, Unreachable, check_ca_file
+from . import alerts, journal, offlinecode, protocol, regnum, trust, views
+from .clock import Clock
 from .config import Config
-from .httpserver import HTTPError
-from .lifecycle import PLAUSIBLE_SINCE, Facts, Verdict, evaluate, feature_status
-from .jws import load_trusted_keys
+from .errors import (Conflict, InputError, Kind, NotFound, ServerRefused, ServerUnreachable, StorageFailed,
+                     UntrustedAnswer)
+from .fingerprint.binding import Components, Hardware, Match, match
+from .forms import FormError, trial_form
+from .installation import Installation
+from .jws import TrustedKeys
 from .license import DocumentError, License, read_document
-from .schedule import Policy, first_check, next_check, retry_delay
-from .store import State, Store, StoreError, Validation
+from .lifecycle import Facts, Validation, Verdict, boundaries, evaluate, feature_status
+from .schedule import Policy
+from .store import State, Store
+from .trust import Accepted, Checkpoint, Outcome, Reading, Sent, Unconfirmed
 
 log = logging.getLogger("mikolicd.agent")
 
-TRIAL_FIELDS = {"companyname", "email", "contact", "tel", "inn", "description"}
-EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-HIGH_WATER_STEP = 3600.0
+CHECKPOINT_EVERY = 600.0  # seconds of boot time between clock checkpoints
 METRICS_EVERY = 86400.0
+PING_FRESH = 1.0  # GET /v1/server asks the server at most this often
+OFFLINE_REQUEST_TYPE = "mikolic-offline-request+jwt"
+RELEASE_RECEIPT_TYPE = "mikolic-release-receipt+jwt"
 
 
-class AgentError(HTTPError):
-    """An answer for the API caller: HTTP status, snake_case code, a message for the admin."""
+class Client(Protocol):
+    """What the agent needs of `client.LicensingClient`; tests pass a fake."""
 
-    def __init__(self, status: int, code: str, message: str, server_code: int | None = None,
-                 retry_after: float | None = None):
-        super().__init__(status, message)
-        self.code, self.server_code = code, server_code
-        self.retry_after = retry_after  # the server's own Retry-After, for the schedule
+    def call(self, path: str, body: dict | None = None, method: str = "POST") -> Any: ...
 
+    def ping(self) -> Any: ...
 
-def _iso(ts: float | None) -> str | None:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds") if ts else None
+    def close(self) -> None: ...
 
 
-def _trial_form(form: dict) -> dict:
-    unknown = set(form) - TRIAL_FIELDS
-    if unknown:
-        raise AgentError(400, "invalid_input", f"unknown fields: {', '.join(sorted(unknown))}")
-    clean = {}
-    for key in TRIAL_FIELDS:
-        value = form.get(key, "")
-        if not isinstance(value, str):
-            raise AgentError(400, "invalid_input", f"{key} must be a string")
-        clean[key] = value.strip()
-    for key in ("companyname", "email", "contact"):
-        if not clean[key]:
-            raise AgentError(400, "invalid_input", f"{key} is required for a trial")
-    if not EMAIL_RE.fullmatch(clean["email"]):
-        raise AgentError(400, "invalid_input", f"{clean['email'][:60]!r} is not an e-mail address")
-    if clean["inn"] and not re.fullmatch(r"\d{10,12}", clean["inn"]):
-        raise AgentError(400, "invalid_input", "inn must be 10 to 12 digits")
-    return clean
+class Entropy(Protocol):
+    def random(self) -> float: ...
+
+    def nonce(self) -> str: ...
 
 
-@dataclass
+@dataclass(frozen=True)
+class Setup:
+    """What a configuration reload replaces, as one piece: built whole first, then swapped in."""
+
+    config: Config
+    keys: TrustedKeys
+    client: Client
+    policy: Policy
+    hardware: Hardware
+    components: Components
+
+
+@dataclass(frozen=True)
 class Loaded:
     """The stored document as this host judges it."""
 
     license: License | None = None
     error: str | None = None
-    binding: fingerprint.Match | None = None
+    binding: Match | None = None
 
 
 class Agent:
-    def __init__(self, config: Config, on_state: Callable[[Verdict], None] = lambda v: None):
-        self.config = config
+    def __init__(self, setup: Setup, store: Store, clock: Clock, entropy: Entropy, installation: Installation,
+                 on_state: Callable[[Verdict], None] = lambda verdict: None):
+        self.setup = setup
+        self.store = store
+        self.clock = clock
+        self.entropy = entropy
+        self.installation = installation
         self.on_state = on_state
-        self.store = Store(config.storage.state_dir)
-        self.write_lock = threading.Lock()  # held while a state file is being replaced
+        self.state = store.load()
+        self.checkpoint: Checkpoint | None = store.load_checkpoint()
+        self.loaded = self._judge(self.state.document)
         self.server_lock = asyncio.Lock()
         self.wake = asyncio.Event()
-        self.hardware = fingerprint.collect(config.hardware.root, config.hardware.dmidecode,
-                                            config.hardware.snapshot)
-        self.components = fingerprint.components(self.hardware)
-        self.keys = load_trusted_keys(config.server.trusted_keys)
-        check_ca_file(config.server)
-        self.client = self._client(config)
-        self.state = self.store.load()
-        self.loaded = self._judge(self.state.document)
-        self.verdict = self._evaluate()
         self.failures = 0
         self.next_check: float | None = None
+        self.outcomes: Counter[str] = Counter()
+        self.latency: deque[float] = deque(maxlen=1024)  # seconds of the latest server calls
+        self._clock_noted = False
+        self._ping: tuple[float, dict] | None = None
+        self._ping_task: asyncio.Task | None = None
         self._status_cache: tuple[tuple, bytes] | None = None
+        self.verdict = self._evaluate(self.clock.read())
 
-    # ---------------------------------------------------------------- pure-ish views
-    @property
-    def sessions(self) -> dict[str, int]:
-        """Capture sessions live in the state, so a seat can be given back after a restart."""
-        return self.state.extra.get("sessions", {})
-
-    @staticmethod
-    def _client(config: Config) -> LicensingClient:
-        return LicensingClient(config.server, retry_cap=min(5.0, config.schedule.retry_max_delay))
-
-    @property
-    def policy(self) -> Policy:
-        s = self.config.schedule
-        return Policy(s.check_interval, s.jitter, s.retry_max_delay)
-
+    # ----------------------------------------------------------------------------------- judging
     def _judge(self, document: str | None) -> Loaded:
         if not document:
             return Loaded()
         try:
-            lic = read_document(document, self.keys)
+            lic = read_document(document, self.setup.keys)
         except DocumentError as exc:
             return Loaded(error=f"stored license not trusted: {exc}")
-        return Loaded(lic, None, fingerprint.match(lic.binding, self.components))
+        return Loaded(lic, None, match(lic.binding, self.setup.components))
 
-    def _evaluate(self) -> Verdict:
+    def _floor(self) -> float:
+        return float(self.loaded.license.issued_at) if self.loaded.license else 0.0
+
+    def judged_at(self, now: Reading | None = None) -> float:
+        return trust.judging_time(self.checkpoint, now or self.clock.read(), self._floor())
+
+    def _evaluate(self, now: Reading) -> Verdict:
         return evaluate(Facts(self.state.registration_number, self.loaded.license, self.loaded.error,
-                              self.loaded.binding, self.state.validation, time.time(),
-                              self.state.clock_high_water))
+                              self.loaded.binding, self.state.validation, self.judged_at(now),
+                              self.state.released))
 
     def refresh(self) -> Verdict:
-        """Re-judge against the clock; one journal entry per state change."""
-        verdict = self._evaluate()
-        if (verdict.state, verdict.reason) != (self.verdict.state, self.verdict.reason):
-            previous, self.verdict = self.verdict, verdict
+        """Re-judge against the clock: one journal entry per state change and per expiry threshold crossed."""
+        now = self.clock.read()
+        previous, verdict = self.verdict, self._evaluate(now)
+        self.verdict = verdict
+        if (verdict.state, verdict.reason) != (previous.state, previous.reason):
             if verdict.state != previous.state:
                 journal.event(log, logging.WARNING if not verdict.usable else logging.INFO,
                               f"license state {previous.state.value} -> {verdict.state.value}: {verdict.reason}",
                               message_id=journal.STATE_CHANGED, state=verdict.state.value,
                               registration_number=self.state.registration_number)
             self.on_state(verdict)
+        self._note_clock(now)
+        self._announce(verdict)
         return verdict
+
+    def _note_clock(self, now: Reading) -> None:
+        view = trust.clock_view(self.checkpoint, now, self._floor())
+        if view.behind and not self._clock_noted:
+            journal.event(log, logging.WARNING, f"the system clock is {view.wall_behind_by / 3600:.1f} h behind the "
+                          "last trusted time; dates are judged at the trusted time, nothing is lost; fix the clock "
+                          "(NTP)", message_id=journal.CLOCK_BEHIND)
+        self._clock_noted = view.behind
+
+    def _announce(self, verdict: Verdict) -> None:
+        new = alerts.crossed(self.loaded.license, verdict.judged_at, frozenset(self.state.announced))
+        if not new or not verdict.usable:
+            return
+        for _key, product, threshold in new:
+            p = self.loaded.license.product(product) if self.loaded.license else None
+            journal.event(log, logging.WARNING, f"{p.name if p else product} ends on "
+                          f"{p.expires.isoformat() if p and p.expires else '?'}: {threshold} day(s) or less left; "
+                          "renew it or redeem a coupon", message_id=journal.EXPIRES_SOON,
+                          product=product, days_threshold=threshold,
+                          registration_number=self.state.registration_number)
+        self._save_quietly(replace(self.state, announced=self.state.announced + tuple(k for k, _, _ in new)))
+
+    # ------------------------------------------------------------------------------------- views
+    def _binding(self) -> views.Binding:
+        return views.Binding(self.loaded.binding, self.setup.components)
+
+    def warnings(self, verdict: Verdict, now: Reading) -> list[alerts.Alert]:
+        binding = self._binding()
+        return alerts.alerts(verdict, self.loaded.license, trust.clock_view(self.checkpoint, now, self._floor()),
+                             binding.match, binding.strong_present)
+
+    def status(self) -> dict[str, Any]:
+        verdict = self.refresh()
+        now = self.clock.read()
+        return views.status(verdict, self.state.registration_number, self.loaded.license, self.state.validation,
+                            self.next_check, trust.clock_view(self.checkpoint, now, self._floor()),
+                            self.warnings(verdict, now), self._binding(), self.installation.id)
 
     def status_body(self) -> bytes:
         """The status as JSON, rebuilt only when something it shows has changed: the web admin polls it."""
         verdict = self.refresh()
-        key = (verdict.state, verdict.reason, verdict.grace_until, verdict.clock_unknown, self.state, self.loaded,
-               self.next_check, int(time.time() // 86400))
+        now = self.clock.read()
+        key = (verdict.state, verdict.reason, self.state, self.loaded, self.next_check, int(now.wall // 60),
+               int(verdict.judged_at // 60))
         if self._status_cache is None or self._status_cache[0] != key:
-            self._status_cache = (key, json.dumps(self._status_view(verdict), ensure_ascii=False).encode())
+            self._status_cache = (key, json.dumps(self.status(), ensure_ascii=False).encode())
         return self._status_cache[1]
 
-    def status(self) -> dict[str, Any]:
-        return self._status_view(self.refresh())
-
-    def _status_view(self, verdict: Verdict) -> dict[str, Any]:
-        lic = self.loaded.license
-        v = self.state.validation
-        return {
-            "state": verdict.state.value,
-            "reason": verdict.reason,
-            "registration_number": regnum.mask(self.state.registration_number or "") or None,
-            "products": [
-                {"id": p.id, "name": p.name, "trial": p.trial,
-                 "expires": p.expires.isoformat() if p.expires else None,
-                 "features": [{"id": f.id, "name": f.name, "count": f.count,
-                               "available": feature_status(verdict, lic, f.id).available}
-                              for f in p.features]}
-                for p in (lic.products if lic else ())],
-            "last_validation": {"at": _iso(v.at), "outcome": v.outcome, "server_code": v.server_code,
-                                "message": v.message} if v else None,
-            "next_validation": _iso(self.next_check),
-            "grace_until": _iso(verdict.grace_until),
-            "offline_until": _iso(lic.exp) if lic else None,
-            "clock_unknown": verdict.clock_unknown,
-            "fingerprint": self.fingerprint_summary(),
-            "version": __version__,
-        }
-
-    def fingerprint_summary(self) -> dict[str, Any]:
-        binding = self.loaded.binding
-        summary = (binding or fingerprint.match({}, self.components)).summary()
-        summary["bound"] = binding is not None
-        if binding is None:
-            summary["holds"] = None
-        summary["strong_present"] = sum(1 for n in fingerprint.STRONG if n in self.components)
-        return summary
-
-    def fingerprint_report(self) -> dict[str, Any]:
-        summary = self.fingerprint_summary()
-        degraded = summary["degraded"] if summary["bound"] else summary["strong_present"] < 2
-        return {
-            "components": [{"name": name, "strength": "strong" if name in fingerprint.STRONG else "weak",
-                            "status": summary["components"][name],
-                            "reason": self.hardware.missing.get(name)}
-                           for name in fingerprint.COMPONENTS],
-            "holds": summary["holds"],
-            "bound": summary["bound"],
-            "degraded": degraded,
-            "note": ("fewer than two strong hardware ids were found (container or board without DMI): "
-                     "the binding rests on what this host has") if degraded else None,
-        }
-
     def license_view(self) -> dict[str, Any]:
-        lic = self.loaded.license
-        if lic is None:
-            raise AgentError(404, "no_license", "no license on this host: register a trial or activate a number")
-        view = lic.to_json()
-        view["registration_number"] = regnum.mask(lic.registration_number)
-        view["state"] = self.refresh().state.value
-        return view
+        if self.loaded.license is None:
+            raise NotFound(Kind.NO_LICENSE, "no license on this host: register a trial or activate a number")
+        return views.license_view(self.loaded.license, self.refresh())
 
     def feature(self, feature_id: int) -> dict[str, Any]:
-        status = feature_status(self.refresh(), self.loaded.license, feature_id)
-        return {"id": status.id, "available": status.available, "reason": status.reason,
-                "expires": status.expires}
+        return views.feature(feature_status(self.refresh(), self.loaded.license, feature_id))
 
-    # ---------------------------------------------------------------- state changes
+    def fingerprint_report(self) -> dict[str, Any]:
+        return views.fingerprint(self._binding(), self.setup.hardware)
+
+    def health(self) -> dict[str, Any]:
+        return {"ok": True, "state": self.verdict.state.value, "pid": os.getpid(), "config": self.setup.config.source}
+
+    # ------------------------------------------------------------------------------ state writes
     def _save(self, state: State) -> None:
-        with self.write_lock:
-            try:
-                self.store.save(state)
-            except StoreError as exc:
-                log.error("%s; the previous state is kept", exc)
-                raise AgentError(507, "storage_failed", f"{exc.strerror}; nothing was changed") from None
+        try:
+            self.store.save(state)
+        except StorageFailed as exc:
+            log.error("%s; the previous state is kept", exc.message)
+            raise StorageFailed(f"{exc.message}; nothing was changed") from None
         self.state = state
 
-    def _accept(self, document: object, number: str, server_date: float | None) -> None:
-        """Store a document only when it verifies, belongs to this number and host, and is not stale."""
-        now = time.time()
+    def _save_quietly(self, state: State) -> None:
+        """Bookkeeping that may wait for the next write: kept in memory when the disk refuses it."""
         try:
-            if not isinstance(document, str):
-                raise DocumentError("the server sent no document")
-            lic = read_document(document, self.keys)
-            if lic.registration_number != number:
-                raise DocumentError("document is for another registration number")
-            binding = fingerprint.match(lic.binding, self.components)
-            if not binding.holds:
-                raise DocumentError("document is bound to different hardware")
-            if lic.exp <= max(now, lic.issued_at):
-                raise DocumentError("document is already past its offline limit")
-            old = self.loaded.license
-            if old and old.registration_number == number and lic.issued_at < old.issued_at:
-                raise DocumentError("document is older than the stored one (replay refused)")
-        except DocumentError as exc:
-            journal.event(log, logging.ERROR, f"licensing server document rejected: {exc}; previous license kept",
-                          message_id=journal.SERVER_ERROR, registration_number=number)
-            raise AgentError(502, "document_rejected", f"{exc}; the previous license is kept") from None
-        high_water = max(self.state.clock_high_water, now if now >= PLAUSIBLE_SINCE else 0.0)
-        if server_date and abs(server_date - now) < 300:
-            high_water = now  # the server vouches for this clock: a deliberate correction is fine
-        self._save(replace(self.state, registration_number=number, document=document,
-                           validation=Validation(now, "ok"), clock_high_water=high_water))
-        self.loaded = Loaded(lic, None, binding)
-        self.failures = 0
-        self.next_check = next_check(self.policy, now, random.random())
+            self._save(state)
+        except StorageFailed:
+            self.state = state
 
-    async def _call(self, path: str, number: str, **fields: Any) -> Any:
-        """One server call about `number` from this host; the caller holds server_lock."""
-        return await self._server(lambda: self.client.call(
-            path, dict(fields, registration_number=number, host={"components": self.components})))
+    def _checkpoint(self, checkpoint: Checkpoint) -> None:
+        try:
+            self.store.save_checkpoint(checkpoint)
+        except StorageFailed as exc:
+            log.warning("%s; the clock checkpoint is kept in memory", exc.message)
+        self.checkpoint = checkpoint
 
-    async def _fetch(self, path: str, number: str, **fields: Any) -> Any:
-        """A server call answering a document for `number`, stored only if `_accept` trusts it."""
-        answer = await self._call(path, number, **fields)
-        self._accept(answer.body.get("document"), number, answer.server_date)
-        return answer
+    def _keep_time(self, now: Reading) -> None:
+        """Checkpoint the trusted time at least every CHECKPOINT_EVERY, so a restart or a reboot loses little."""
+        cp = self.checkpoint
+        if cp is None or cp.boot_id != now.boot_id or now.boottime - cp.boottime >= CHECKPOINT_EVERY:
+            self._checkpoint(trust.advanced(cp, now, self._floor()))
 
-    async def _server(self, fn: Callable[[], Any]) -> Any:
+    # ---------------------------------------------------------------------------- server calls
+    def _body(self, sent: Sent, fields: dict[str, Any]) -> dict[str, Any]:
+        lic = self.loaded.license
+        token = lic.token if lic is not None and lic.install_id == self.installation.id else None
+        body = dict(fields, host={"components": self.setup.components}, nonce=sent.nonce,
+                    installation=self.installation.describe(token))
+        if sent.number is not None:
+            body["registration_number"] = sent.number
+        return body
+
+    async def _ask(self, path: str, number: str | None, **fields: Any) -> tuple[Sent, Any]:
+        """One host-scoped call. A signed refusal that ends trust is applied before the refusal is raised."""
+        sent = trust.Sent(number, self.entropy.nonce(), self.installation.id)
+        body = self._body(sent, fields)
         loop = asyncio.get_running_loop()
+        started = self.clock.read().boottime
         try:
-            return await loop.run_in_executor(None, fn)
+            return sent, await loop.run_in_executor(None, self.setup.client.call, path, body)
         except ServerRefused as exc:
-            journal.event(log, logging.WARNING, f"licensing server refused: {exc}", message_id=journal.SERVER_ERROR,
-                          server_code=exc.code, registration_number=self.state.registration_number)
-            raise AgentError(409 if exc.code == protocol.NO_FREE_SEAT else 422, "server_refused", str(exc),
-                             exc.code) from None
-        except Unreachable as exc:
-            journal.event(log, logging.WARNING, f"licensing server unreachable: {exc}",
-                          message_id=journal.SERVER_ERROR, registration_number=self.state.registration_number)
-            raise AgentError(503, "server_unreachable", f"{exc}; nothing was changed, try again later",
-                             retry_after=exc.retry_after) from None
+            self._on_refusal(exc, sent)
+            raise
+        except ServerUnreachable as exc:
+            journal.event(log, logging.WARNING, f"licensing server unreachable: {exc.message}",
+                          message_id=journal.SERVER_ERROR, registration_number=number)
+            raise
+        finally:
+            self.latency.append(max(0.0, self.clock.read().boottime - started))
 
-    async def register_trial(self, form: dict) -> dict:
-        clean = _trial_form(form)
-        if self.refresh().usable:
-            raise AgentError(409, "already_licensed", "this host already has a license; a trial is not needed")
-        async with self.server_lock:
-            answer = await self._server(lambda: self.client.call(
-                protocol.TRIAL, dict(clean, product=11, host={"components": self.components})))
-            try:
-                number = regnum.registration_number(answer.body.get("registration_number"))
-            except regnum.FormatError:
-                raise AgentError(502, "bad_server_answer", "the server sent no valid registration number") from None
-            self._accept(answer.body.get("document"), number, answer.server_date)
-        return self.status()
+    def _on_refusal(self, exc: ServerRefused, sent: Sent) -> None:
+        journal.event(log, logging.WARNING, f"licensing server refused: {exc.message}", message_id=journal.SERVER_ERROR,
+                      server_code=exc.server_code, registration_number=sent.number)
+        if sent.number is None or sent.number != self.state.registration_number or self.state.document is None:
+            return
+        judged = trust.judge_refusal(exc.server_code, exc.refusal, sent, self.setup.keys)
+        if isinstance(judged, trust.Refusal):
+            self._end_trust(exc, judged)
+        elif isinstance(judged, Unconfirmed):
+            journal.event(log, logging.WARNING, judged.reason, message_id=journal.INTERCEPTION,
+                          server_code=exc.server_code, registration_number=sent.number)
 
-    async def activate(self, raw_number: object) -> dict:
-        number = self._number(raw_number)
-        async with self.server_lock:
-            await self._fetch(protocol.ACTIVATION, number)
-        return self.status()
+    def _end_trust(self, exc: ServerRefused, refusal: trust.Refusal) -> None:
+        """The server's signed word: the document goes, so no edit of the state can bring it back."""
+        now = self.clock.read()
+        self._save_quietly(replace(self.state, document=None, seat_session=None, sessions={},
+                                   validation=Validation(now.wall, Outcome.ENDED, refusal.code, exc.message)))
+        self.loaded, self.next_check = Loaded(), None
+        self.refresh()
 
+    async def _obtain(self, path: str, number: str | None, **fields: Any) -> tuple[Any, Accepted]:
+        """A call answered by a document, and the document if it counts (trust.judge_document)."""
+        sent, answer = await self._ask(path, number, **fields)
+        body = answer.body
+        judged = trust.judge_document(body.get("document"), sent, self.setup.keys, self.setup.components,
+                                      self.clock.read().wall)
+        if isinstance(judged, Accepted) and number is None:
+            if body.get("registration_number") != judged.license.registration_number:
+                judged = trust.Rejected("the trial answer names another registration number than its document")
+        if not isinstance(judged, Accepted):
+            kind = Kind.BAD_SERVER_ANSWER if isinstance(judged, Unconfirmed) else Kind.DOCUMENT_REJECTED
+            journal.event(log, logging.ERROR, f"licensing server answer not trusted: {judged.reason}; previous "
+                          "license kept", message_id=journal.INTERCEPTION if isinstance(judged, Unconfirmed)
+                          else journal.SERVER_ERROR, registration_number=number)
+            raise UntrustedAnswer(kind, f"{judged.reason}; the previous license is kept")
+        return answer, judged
+
+    def _store_fresh(self, accepted: Accepted, **changes: Any) -> None:
+        """A confirmation: store the document, reset the offline window, and trust its `iat` as the time."""
+        now = self.clock.read()
+        lic = accepted.license
+        state = replace(self.state, registration_number=lic.registration_number, document=accepted.document,
+                        validation=Validation(now.wall, Outcome.OK), released=False, **changes)
+        self._save(state)
+        self.loaded = Loaded(lic, None, accepted.binding)
+        self._checkpoint(trust.confirmed(lic.issued_at, now))
+        self.failures = 0
+        self.next_check = self.setup.policy.next_check(now.wall, self.entropy.random())
+        self.refresh()
+
+    async def _fresh(self, path: str, number: str | None, **fields: Any) -> None:
+        self._store_fresh((await self._obtain(path, number, **fields))[1])
+
+    # ------------------------------------------------------------------------------- requests
     @staticmethod
     def _number(raw: object) -> str:
         try:
             return regnum.registration_number(raw)
         except regnum.FormatError as exc:
-            raise AgentError(400, "invalid_registration_number", str(exc)) from None
+            raise InputError(str(exc), Kind.INVALID_REGISTRATION_NUMBER) from None
 
     def _require_number(self) -> str:
         if not self.state.registration_number:
-            raise AgentError(409, "not_activated", "no registration number on this host: activate one first")
+            raise Conflict(Kind.NOT_ACTIVATED, "no registration number on this host: activate one first")
         return self.state.registration_number
 
-    async def release(self) -> dict:
+    def _require_license(self) -> str:
         number = self._require_number()
+        if self.state.document is None:
+            raise Conflict(Kind.NOT_ACTIVATED, "the registration number is not activated on this host: "
+                                               "activate it first")
+        return number
+
+    async def register_trial(self, form: dict) -> dict:
+        try:
+            clean = trial_form(form)
+        except FormError as exc:
+            raise InputError(str(exc)) from None
+        if self.refresh().usable:
+            raise Conflict(Kind.ALREADY_LICENSED, "this host already has a license; a trial is not needed")
         async with self.server_lock:
-            await self._call(protocol.RELEASE, number)
-            self._save(replace(self.state, document=None, validation=None, extra={}))
+            await self._fresh(protocol.TRIAL, None, **vars(clean), product=protocol.PBX_PRODUCT)
+        return self.status()
+
+    async def activate(self, raw_number: object, replace_active: bool = False) -> dict:
+        number = self._number(raw_number)
+        async with self.server_lock:
+            current = self.state.registration_number
+            if current and current != number and self.state.document is not None and self.refresh().usable:
+                if not replace_active:
+                    raise Conflict(Kind.NUMBER_ACTIVE, f"{regnum.mask(current)} is active on this host; to replace "
+                                   "it (its seat is released first) ask again with replace (mikolicctl activate "
+                                   "--replace)")
+                await self._ask(protocol.RELEASE, current)
+                self._save(replace(self.state, document=None, released=True, seat_session=None, sessions={}))
+                self.loaded = Loaded()
+                journal.event(log, logging.INFO, f"released the seat of {regnum.mask(current)} to activate another "
+                              "number", message_id=journal.STATE_CHANGED, registration_number=current)
+            await self._fresh(protocol.ACTIVATION, number)
+        return self.status()
+
+    async def release(self) -> dict:
+        number = self._require_license()
+        async with self.server_lock:
+            await self._ask(protocol.RELEASE, number)
+            self._save(replace(self.state, document=None, released=True, seat_session=None, sessions={}))
+            self.loaded, self.next_check = Loaded(), None
+        return dict(self.status(), released=True)
+
+    async def forget(self) -> dict:
+        """Back to unlicensed; a seat still held is released first, so it can be used elsewhere."""
+        async with self.server_lock:
+            if self.state.registration_number and self.state.document is not None:
+                await self._ask(protocol.RELEASE, self.state.registration_number)
+            self._save(State(metrics_at=self.state.metrics_at))
             self.loaded, self.next_check = Loaded(), None
         return self.status()
 
@@ -324,147 +379,215 @@ class Agent:
         try:
             coupon = regnum.coupon(raw_coupon)
         except regnum.FormatError as exc:
-            raise AgentError(400, "invalid_coupon", str(exc)) from None
-        number = self._require_number()
+            raise InputError(str(exc), Kind.INVALID_COUPON) from None
+        number = self._require_license()
+        before = self.loaded.license
         async with self.server_lock:
-            await self._fetch(protocol.COUPON, number, coupon=coupon)
-        return self.status()
+            await self._fresh(protocol.COUPON, number, coupon=coupon)
+        after = self.loaded.license
+        return dict(self.status(), changed=views.changed_products(before, after) if after else [])
 
     async def add_product_trial(self, product: int) -> dict:
         """A 30-day trial of another product (a PBX module) on the current number."""
-        number = self._require_number()
+        number = self._require_license()
         async with self.server_lock:
-            await self._fetch(protocol.PRODUCT_TRIAL, number, product=product)
+            await self._fresh(protocol.PRODUCT_TRIAL, number, product=product)
         return self.status()
 
-    async def capture(self, feature: int) -> str:
-        """Take a seat of a feature; the session id is kept so the seat can be given back after a restart."""
+    async def capture(self, feature: int) -> dict:
+        """Take a seat of a feature. The seat feature's session is the activation's: capturing it activates."""
+        number = self._require_number() if feature == protocol.PBX_FEATURE else self._require_license()
+        async with self.server_lock:
+            answer, accepted = await self._obtain(protocol.CAPTURE, number, feature=feature)
+            session = answer.body.get("session")
+            if not isinstance(session, str) or not 0 < len(session) <= 128:
+                raise UntrustedAnswer(Kind.BAD_SERVER_ANSWER, "the server sent no capture session")
+            if feature == protocol.PBX_FEATURE:
+                self._store_fresh(accepted, seat_session=session)
+            else:
+                self._store_fresh(accepted, sessions={**self.state.sessions, session: feature})
+        return {"session": session, "feature": feature}
+
+    async def release_capture(self, feature: int, session: str) -> dict:
+        """Give one captured seat back; the seat feature's own session is the activation: a release."""
+        if feature == protocol.PBX_FEATURE and session == self.state.seat_session:
+            status = await self.release()
+            return {"released": True, "feature": feature, "state": status["state"]}
+        if self.state.sessions.get(session) != feature:
+            raise NotFound(Kind.UNKNOWN_SESSION, f"no capture session {session[:64]!r} for feature {feature} on "
+                                                 "this host")
         number = self._require_number()
         async with self.server_lock:
-            session = (await self._fetch(protocol.CAPTURE, number, feature=feature)).body.get("session")
-            if not isinstance(session, str) or not session or len(session) > 128:
-                raise AgentError(502, "bad_server_answer", "the server sent no capture session")
-            self._save(replace(self.state, extra=dict(self.state.extra, sessions={**self.sessions, session: feature})))
-        return session
-
-    async def release_feature(self, session: str, feature: int) -> None:
-        number = self._require_number()
-        if self.sessions.get(session) != feature:
-            raise AgentError(404, "unknown_session", f"no capture session {session[:64]!r} for feature {feature}")
-        async with self.server_lock:
-            await self._server(lambda: self.client.call(
-                protocol.RELEASE_FEATURE, {"registration_number": number, "feature": feature, "session": session}))
-            sessions = {k: v for k, v in self.sessions.items() if k != session}
-            self._save(replace(self.state, extra=dict(self.state.extra, sessions=sessions)))
-
-    async def change_number(self, raw: object) -> dict:
-        """Switch to another registration number; an empty one returns the host to unlicensed."""
-        if isinstance(raw, str) and not raw.strip():
-            async with self.server_lock:
-                self._save(State(clock_high_water=self.state.clock_high_water))
-                self.loaded, self.next_check = Loaded(), None
-            return self.status()
-        return await self.activate(raw)
+            await self._ask(protocol.RELEASE_FEATURE, number, feature=feature, session=session)
+            self._save(replace(self.state, sessions={k: v for k, v in self.state.sessions.items() if k != session}))
+        return {"released": True, "feature": feature, "state": self.refresh().state.value}
 
     def send_metrics(self, fields: dict[str, str]) -> bool:
         """Forward usage metrics in the background, at most once a day; never blocks the caller."""
         number = self.state.registration_number
-        last = float(self.state.extra.get("metrics_at", 0))
-        if not number or time.time() - last < METRICS_EVERY:
+        now = self.clock.read().wall
+        if not number or now - self.state.metrics_at < METRICS_EVERY:
             return False
-        self.state = replace(self.state, extra=dict(self.state.extra, metrics_at=time.time()))
-        body = {"registration_number": number, "host": {"components": self.components}, "fields": fields}
+        self._save_quietly(replace(self.state, metrics_at=now))
+        sent = trust.Sent(number, self.entropy.nonce(), self.installation.id)
+        body = self._body(sent, {"fields": fields})
 
         def send() -> None:
             try:
-                self.client.call(protocol.METRICS, body)
-            except (ServerRefused, Unreachable) as exc:
-                log.info("metrics not delivered: %s", exc)
+                self.setup.client.call(protocol.METRICS, body)
+            except (ServerRefused, ServerUnreachable) as exc:
+                log.info("metrics not delivered: %s", exc.message)
         asyncio.get_running_loop().run_in_executor(None, send)
         return True
 
-    async def ping(self) -> tuple[bool, str]:
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, self.client.ping)
-            return True, "licensing server answers"
-        except (ServerRefused, Unreachable) as exc:
-            return False, str(exc)
+    async def server_check(self) -> dict:
+        """Does the licensing server answer now: asked afresh at most once a second, one check shared."""
+        now = self.clock.read().boottime
+        if self._ping is not None and now - self._ping[0] < PING_FRESH:
+            return self._ping[1]
+        if self._ping_task is None or self._ping_task.done():
+            self._ping_task = asyncio.get_running_loop().create_task(self._ping_once())
+        return await asyncio.shield(self._ping_task)
 
+    async def _ping_once(self) -> dict:
+        try:
+            answer = await asyncio.get_running_loop().run_in_executor(None, self.setup.client.ping)
+            server_time = answer.body.get("server_time")
+            result = {"reachable": True, "message": "the licensing server answers",
+                      "server_time": server_time if isinstance(server_time, str) else None}
+        except (ServerRefused, ServerUnreachable) as exc:
+            result = {"reachable": False, "message": exc.message, "server_time": None}
+        self._ping = (self.clock.read().boottime, result)
+        return result
+
+    # ------------------------------------------------------------------------------ validation
     async def validate(self) -> dict:
         """One validation round (with the client's own short retries), then the new status."""
-        number = self._require_number()
-        if self.state.document is None:
-            raise AgentError(409, "not_activated", "nothing to validate: activate the registration number first")
+        self._require_license()
         async with self.server_lock:
-            try:
-                await self._fetch(protocol.VALIDATION, number)
-                journal.event(log, logging.INFO, "license validated", message_id=journal.VALIDATED,
-                              state=self.refresh().state.value, registration_number=number)
-            except AgentError as exc:
-                if exc.code == "storage_failed":
-                    raise  # the server answered; this host could not keep the answer, and says so
-                self._after_failed_validation(exc)
+            await self._validation_round()
         return self.status()
 
-    def _after_failed_validation(self, exc: AgentError) -> None:
-        now = time.time()
-        if exc.code == "server_refused":
-            self.failures = 0
-            self.next_check = next_check(self.policy, now, random.random())
-            validation = Validation(now, "refused", exc.server_code, exc.message)
-        else:
-            self.failures += 1
-            self.next_check = now + retry_delay(self.policy, self.failures, random.random(), exc.retry_after)
-            validation = Validation(now, "unreachable", None, exc.message)
+    async def _validation_round(self) -> Outcome:
+        number = self._require_license()
+        policy, now = self.setup.policy, self.clock.read().wall
         try:
-            self._save(replace(self.state, validation=validation))
-        except AgentError:
-            self.state = replace(self.state, validation=validation)  # judged in memory; disk told in the log
+            await self._fresh(protocol.VALIDATION, number)
+            outcome = Outcome.OK
+            journal.event(log, logging.INFO, "license validated", message_id=journal.VALIDATED,
+                          state=self.verdict.state.value, registration_number=number)
+        except ServerRefused as exc:
+            if self.state.document is None:
+                outcome = Outcome.ENDED
+            elif exc.server_code in trust.TRUST_ENDING:
+                outcome = self._unconfirmed(exc.message, None)
+            else:
+                outcome = Outcome.REFUSED
+                self.next_check = policy.next_check(now, self.entropy.random())
+                self._record(Validation(now, outcome, exc.server_code, exc.message))
+        except ServerUnreachable as exc:
+            outcome = self._unconfirmed(exc.message, exc.retry_after, Outcome.UNREACHABLE)
+        except UntrustedAnswer as exc:
+            outcome = self._unconfirmed(exc.message, None)
+        self.outcomes[outcome.value] += 1
+        return outcome
 
-    # ---------------------------------------------------------------- background
+    def _unconfirmed(self, message: str, retry_after: float | None, outcome: Outcome = Outcome.UNCONFIRMED) -> Outcome:
+        now = self.clock.read().wall
+        self.failures += 1
+        self.next_check = now + self.setup.policy.retry_delay(self.failures, self.entropy.random(), retry_after)
+        self._record(Validation(now, outcome, None, message))
+        return outcome
+
+    def _record(self, validation: Validation) -> None:
+        self._save_quietly(replace(self.state, validation=validation))
+        self.refresh()
+
+    # --------------------------------------------------------------------------------- offline
+    def offline_request(self) -> dict:
+        """A request an air-gapped box's admin carries to the vendor; only the latest can be answered."""
+        number = self._require_number()
+        nonce, now = self.entropy.nonce(), self.clock.read()
+        claims = {"registration_number": number, "host": {"components": self.setup.components}, "nonce": nonce,
+                  "iat": int(self.judged_at(now)), "install_id": self.installation.id,
+                  "description": os.uname().nodename[:64]}
+        request = self.installation.sign(claims, OFFLINE_REQUEST_TYPE)
+        self._save(replace(self.state, offline_nonce=nonce))
+        return {"request": request, "code": offlinecode.encode(request)}
+
+    def apply_offline(self, response: object) -> dict:
+        if not isinstance(response, str) or not response.strip():
+            raise InputError("response must be the offline answer: its text or its code")
+        text = response.strip()
+        if offlinecode.looks_like_code(text):
+            try:
+                text = offlinecode.decode(text)
+            except offlinecode.CodeError as exc:
+                raise InputError(str(exc), Kind.INVALID_OFFLINE_CODE) from None
+        number, nonce = self._require_number(), self.state.offline_nonce
+        if nonce is None:
+            raise Conflict(Kind.OFFLINE_NOT_REQUESTED, "no offline request is waiting for an answer: this answer was "
+                           "applied already, or make a new request (mikolicctl offline request)")
+        sent = trust.Sent(number, nonce, self.installation.id)
+        judged = trust.judge_document(text, sent, self.setup.keys, self.setup.components, self.clock.read().wall)
+        if isinstance(judged, Accepted) and not judged.license.offline:
+            judged = trust.Rejected("this is not an answer to an offline request")
+        if not isinstance(judged, Accepted):
+            raise UntrustedAnswer(Kind.DOCUMENT_REJECTED, f"{judged.reason}; the answer is for another request, "
+                                  "host or installation, or was applied already; nothing was changed")
+        self._store_fresh(judged, offline_nonce=None)
+        journal.event(log, logging.INFO, f"offline license applied, valid until {views.iso(judged.license.exp)}",
+                      message_id=journal.VALIDATED, registration_number=number)
+        return self.status()
+
+    def offline_release(self) -> dict:
+        """Drop the license here and sign a receipt with which the vendor frees the seat, once."""
+        number = self._require_license()
+        claims = {"registration_number": number, "install_id": self.installation.id, "nonce": self.entropy.nonce(),
+                  "iat": int(self.judged_at())}
+        receipt = self.installation.sign(claims, RELEASE_RECEIPT_TYPE)
+        self._save(replace(self.state, document=None, released=True, seat_session=None, sessions={},
+                           offline_nonce=None))
+        self.loaded, self.next_check = Loaded(), None
+        self.refresh()
+        return {"receipt": receipt, "code": offlinecode.encode(receipt)}
+
+    # ------------------------------------------------------------------------------ background
     def schedule_start(self) -> None:
         v = self.state.validation
-        last_ok = v.at if v and v.outcome == "ok" else None
+        last_ok = v.at if v and v.outcome is Outcome.OK else None
         if self.state.document:
-            self.next_check = first_check(self.policy, time.time(), last_ok, random.random())
+            self.next_check = self.setup.policy.first_check(self.clock.read().wall, last_ok, self.entropy.random())
 
-    def _keep_high_water(self) -> None:
-        now = time.time()
-        if now >= PLAUSIBLE_SINCE and now > self.state.clock_high_water + HIGH_WATER_STEP:
-            try:
-                self._save(replace(self.state, clock_high_water=now))
-            except AgentError:
-                pass  # logged by _save; the mark is advisory and retried next hour
+    def _sleep_for(self, now: Reading) -> float:
+        """Until the next thing to do: a check, a checkpoint, or a date boundary. Nothing else wakes the loop."""
+        waits = [CHECKPOINT_EVERY - (now.boottime - self.checkpoint.boottime) if self.checkpoint else 0.0]
+        if self.next_check is not None:
+            waits.append(self.next_check - now.wall)
+        judged = self.judged_at(now)
+        waits += [t - judged for t in boundaries(self.loaded.license, judged)[:1]]
+        return max(0.05, min(waits))
 
     async def run(self, stop: asyncio.Event) -> None:
-        """The schedule: validate when due, re-judge at least once a minute for date boundaries."""
+        """The schedule: validate when due, checkpoint the trusted time, act on date boundaries."""
         self.schedule_start()
         while not stop.is_set():
+            now = self.clock.read()
             self.refresh()
-            self._keep_high_water()
-            now = time.time()
-            if self.next_check is not None and now >= self.next_check and self.state.document:
-                try:
-                    await self.validate()
-                except AgentError as exc:
-                    log.warning("scheduled validation failed: %s", exc.message)
-                    self.failures += 1
-                    self.next_check = time.time() + retry_delay(self.policy, self.failures, random.random())
+            self._keep_time(now)
+            if self.next_check is not None and now.wall >= self.next_check and self.state.document:
+                async with self.server_lock:
+                    await self._validation_round()
                 continue
-            timeout = min(60.0, max(0.05, (self.next_check or now + 60) - now))
             self.wake.clear()
             try:
-                await asyncio.wait_for(self.wake.wait(), timeout)
+                await asyncio.wait_for(self.wake.wait(), self._sleep_for(now))
             except asyncio.TimeoutError:
                 pass
 
-    def reload(self, config: Config) -> None:
-        """Apply what can change at run time; the socket and state directory need a restart."""
-        self.keys = load_trusted_keys(config.server.trusted_keys)
-        check_ca_file(config.server)
-        old = self.client
-        self.client = self._client(config)
-        old.close()
-        self.config = replace(self.config, server=config.server, schedule=config.schedule)
+    def reload(self, setup: Setup) -> None:
+        """Swap in a whole new set-up (built and checked before); the socket and state directory need a restart."""
+        old, self.setup = self.setup, setup
+        old.client.close()
         self.loaded = self._judge(self.state.document)
         self.wake.set()

@@ -2,14 +2,17 @@
 
 The transport is urllib3, the connection pool under `requests`: a JSON-only client needs none of what
 requests adds on top (charset detection, cookies, sessions), and leaving it out keeps about 5 MiB off
-the daemon's resident memory (docs/performance.md).
+the daemon's resident memory (docs/performance.md). Retries are tenacity's, driven by the one pure
+`schedule.Policy`; `sleep` and `rand` are parameters, so tests of retries never wait.
 """
 from __future__ import annotations
 
 import json
 import random
+import socket
 import ssl
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
@@ -18,31 +21,22 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from . import __version__, protocol
 from .config import Server
+from .errors import ServerRefused, ServerUnreachable
+from .protocol import clean_text
+from .schedule import Policy
 
 MAX_BODY = 1024 * 1024
 MAX_RETRY_AFTER = 3600.0
-
-
-class ServerRefused(Exception):
-    """A business answer (2008, 2051, …): final, never retried."""
-
-    def __init__(self, code: int | None, message: str):
-        super().__init__(protocol.explain(code, message))
-        self.code = code
-
-
-class Unreachable(Exception):
-    """No usable answer (network, TLS, overload, garbage): says nothing about the license."""
-
-    def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
+# OpenSSL verify results (X509_V_ERR_*), as ssl.SSLCertVerificationError.verify_code carries them.
+UNKNOWN_ISSUER = frozenset({2, 18, 19, 20, 21})  # nobody we trust signed it: what TLS interception causes
+CERT_NOT_YET_VALID, CERT_EXPIRED = 9, 10
+NAME_MISMATCH = frozenset({62, 64})  # host name, IP address
 
 
 @dataclass(frozen=True)
 class Answer:
     body: dict
-    server_date: float | None
+    server_date: float | None  # the unsigned Date header: for diagnostics only, never for trust
 
 
 def retry_after(value: str | None, now: float) -> float | None:
@@ -59,30 +53,55 @@ def retry_after(value: str | None, now: float) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
-def _describe_transport(exc: urllib3.exceptions.HTTPError) -> str:
-    text = str(exc)
+def tls_hint(verify_code: int | None) -> str:
+    """What an OpenSSL certificate verify result means for the admin; shared with `mikolicctl doctor`."""
+    if verify_code in UNKNOWN_ISSUER:
+        return ("the server's TLS certificate is not trusted; if a proxy or firewall inspects HTTPS (TLS "
+                "interception is likely), add its CA certificate as [server] ca_file")
+    if verify_code in NAME_MISMATCH:
+        return "the server's TLS certificate is for another name: check [server] url"
+    if verify_code == CERT_EXPIRED:
+        return "the server's TLS certificate has expired, or this host's clock is wrong"
+    if verify_code == CERT_NOT_YET_VALID:
+        return "the server's TLS certificate is not valid yet: this host's clock is probably wrong"
+    return "the server's TLS certificate does not verify"
+
+
+def _cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first exception of `kind` among those urllib3 wraps around the socket's own error."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, kind):
+            return e
+        stack += [x for x in (e.__cause__, e.__context__, getattr(e, "reason", None), *e.args)
+                  if isinstance(x, BaseException)]
+    return None
+
+
+def describe_transport(exc: BaseException) -> str:
+    """Classified by exception type and TLS verify code, never by the wording of an error message."""
     errors = urllib3.exceptions
-    if isinstance(exc, errors.SSLError):
-        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
-            hint = ("the server's TLS certificate is not trusted; if a proxy or firewall inspects HTTPS "
-                    "(TLS interception is likely), add its CA certificate as [server] ca_file")
-            if "Hostname mismatch" in text or "IP address mismatch" in text or "doesn't match" in text:
-                hint = "the server's TLS certificate is for another name: check [server] url"
-            elif "expired" in text:
-                hint = "the server's TLS certificate has expired, or this host's clock is wrong"
-            return f"TLS verification failed: {hint}"
-        return f"TLS handshake failed: {text[:200]}"
-    if isinstance(exc, errors.ProxyError):
-        return f"proxy error: {text[:200]}"
-    if isinstance(exc, errors.NameResolutionError) or "Name or service not known" in text:
+    verify = _cause(exc, ssl.SSLCertVerificationError)
+    if verify is not None:
+        return f"TLS verification failed: {tls_hint(getattr(verify, 'verify_code', None))}"
+    if _cause(exc, ssl.SSLError) is not None:
+        return f"TLS handshake failed: {clean_text(str(exc), 200)}"
+    if _cause(exc, errors.ProxyError) is not None:
+        return f"proxy error: {clean_text(str(exc), 200)}"
+    if _cause(exc, socket.gaierror) is not None:
         return "the licensing server's name does not resolve (DNS)"
-    if "Connection refused" in text:
+    if _cause(exc, ConnectionRefusedError) is not None:
         return "connection refused by the licensing server"
-    if isinstance(exc, errors.ConnectTimeoutError):
+    if _cause(exc, errors.ConnectTimeoutError) is not None:
         return "connection to the licensing server timed out"
-    if isinstance(exc, errors.ReadTimeoutError):
+    if _cause(exc, errors.ReadTimeoutError) is not None:
         return "the licensing server did not answer in time"
-    return f"cannot reach the licensing server: {text[:200]}"
+    return f"cannot reach the licensing server: {clean_text(str(exc), 200)}"
 
 
 def tls_context(server: Server) -> ssl.SSLContext:
@@ -93,35 +112,26 @@ def tls_context(server: Server) -> ssl.SSLContext:
     return context
 
 
-def in_call_wait(cap: float):
-    """Between attempts of one call: short jittered backoff, never before the server's Retry-After."""
-    def wait(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        backoff = min(cap, 0.5 * 2 ** (state.attempt_number - 1))
-        return max(backoff * (0.5 + 0.5 * random.random()), getattr(exc, "retry_after", None) or 0.0)
-    return wait
-
-
-def _stop(attempts: int, cap: float):
-    """Give up after `attempts`, or at once when the server asks for a longer pause than `cap`: the schedule
-    honours that Retry-After instead of the caller blocking on it."""
-    def stop(state: RetryCallState) -> bool:
-        exc = state.outcome.exception() if state.outcome else None
-        return state.attempt_number >= attempts or (getattr(exc, "retry_after", None) or 0.0) > cap
-    return stop
-
-
 def check_ca_file(server: Server) -> None:
     """Refuse an unreadable [server] ca_file at start-up, without the cost of loading the system CAs."""
     if server.ca_file:
         ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(server.ca_file))
 
 
+def _retry_after_of(state: RetryCallState) -> float | None:
+    exc = state.outcome.exception() if state.outcome else None
+    return exc.retry_after if isinstance(exc, ServerUnreachable) else None
+
+
 class LicensingClient:
-    def __init__(self, server: Server, attempts: int = 3, retry_cap: float = 5.0):
+    """One server's HTTPS client. Raises ServerRefused for a business answer, ServerUnreachable otherwise."""
+
+    def __init__(self, server: Server, policy: Policy, *, sleep: Callable[[float], None] = time.sleep,
+                 rand: Callable[[], float] = random.random):
         self.server = server
-        self.attempts = attempts
-        self.retry_cap = retry_cap
+        self.policy = policy
+        self.sleep = sleep
+        self.rand = rand
         self._pool: urllib3.PoolManager | None = None
 
     @property
@@ -142,44 +152,25 @@ class LicensingClient:
             response = self.pool.request(method, self.server.url + path, preload_content=False, redirect=False,
                                          body=json.dumps(body).encode() if body is not None else None)
         except urllib3.exceptions.HTTPError as exc:
-            raise Unreachable(_describe_transport(exc)) from None
+            raise ServerUnreachable(describe_transport(exc)) from None
         try:
             raw = response.read(MAX_BODY + 1, decode_content=True)
         except Exception as exc:  # protocol, decode and socket errors alike: the answer is unusable
             response.close()
-            raise Unreachable(f"the licensing server's answer broke off: {str(exc)[:120]}") from None
+            raise ServerUnreachable(f"the licensing server's answer broke off: {clean_text(str(exc), 120)}") from None
         if len(raw) > MAX_BODY:
             response.close()  # unread bytes: the connection cannot carry another request
-            raise Unreachable("licensing server's answer is larger than 1 MiB")
+            raise ServerUnreachable("licensing server's answer is larger than 1 MiB")
         response.release_conn()
-        status = response.status
-        if status == 429 or status >= 500:
-            raise Unreachable(f"licensing server busy or failing (HTTP {status})",
-                              retry_after(response.headers.get("Retry-After"), time.time()))
-        if 300 <= status < 400:
-            raise Unreachable(f"licensing server answered a redirect (HTTP {status}) that is not followed")
-        if "json" not in response.headers.get("Content-Type", ""):
-            raise Unreachable(f"licensing server answered {response.headers.get('Content-Type')!r}, not JSON")
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            raise Unreachable("licensing server's answer is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise Unreachable("licensing server's answer is not a JSON object")
-        if status >= 400:
-            error = data.get("error")
-            if isinstance(error, dict) and isinstance(error.get("code"), int):
-                raise ServerRefused(error["code"], str(error.get("message", ""))[:300])
-            raise Unreachable(f"licensing server refused the request (HTTP {status}) without an error code")
-        try:
-            date = parsedate_to_datetime(response.headers["Date"]).timestamp()
-        except (KeyError, TypeError, ValueError):
-            date = None
-        return Answer(data, date)
+        return classify(response.status, response.headers, raw)
 
     def call(self, path: str, body: dict | None = None, method: str = "POST") -> Answer:
-        retrying = Retrying(retry=retry_if_exception_type(Unreachable), stop=_stop(self.attempts, self.retry_cap),
-                            wait=in_call_wait(self.retry_cap), reraise=True)
+        """Tries again only when no usable answer came, as the policy says."""
+        policy = self.policy
+        retrying = Retrying(
+            retry=retry_if_exception_type(ServerUnreachable), reraise=True, sleep=self.sleep,
+            stop=lambda state: policy.gives_up(state.attempt_number, _retry_after_of(state)),
+            wait=lambda state: policy.attempt_delay(state.attempt_number, self.rand(), _retry_after_of(state)))
         return retrying(self._once, method, path, body)
 
     def ping(self) -> Answer:
@@ -188,3 +179,43 @@ class LicensingClient:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.clear()
+
+
+def classify(status: int, headers: Mapping[str, str], raw: bytes) -> Answer:
+    """A whole HTTP answer: a usable body, a refusal with a code, or no usable answer at all."""
+    if status == 429 or status >= 500:
+        raise ServerUnreachable(f"licensing server busy or failing (HTTP {status})",
+                                retry_after(headers.get("Retry-After"), time.time()))
+    if 300 <= status < 400:
+        raise ServerUnreachable(f"licensing server answered a redirect (HTTP {status}) that is not followed")
+    content_type = headers.get("Content-Type", "")
+    if "json" not in content_type:
+        raise ServerUnreachable(f"licensing server answered {clean_text(content_type, 60)!r}, not JSON")
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ServerUnreachable("licensing server's answer is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ServerUnreachable("licensing server's answer is not a JSON object")
+    if status >= 400:
+        raise _refusal(status, data.get("error"))
+    try:
+        date = parsedate_to_datetime(headers["Date"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        date = None
+    return Answer(data, date)
+
+
+def _refusal(status: int, error: object) -> ServerRefused | ServerUnreachable:
+    """A business code is a refusal; a 400 naming a field is the server refusing that input; anything else
+    (a proxy's 403 page, say) says nothing about the license."""
+    if isinstance(error, dict):
+        message = clean_text(str(error.get("message", "")))
+        code, field = error.get("code"), error.get("field")
+        if isinstance(code, int) and not isinstance(code, bool):
+            refusal = error.get("refusal")
+            return ServerRefused(code, protocol.explain(code, message), refusal if isinstance(refusal, str) else None)
+        if status == 400 and code is None and isinstance(field, str):
+            name = clean_text(field, 40)
+            return ServerRefused(None, f"the licensing server refused the field {name!r}: {message}", field=name)
+    return ServerUnreachable(f"licensing server refused the request (HTTP {status}) without an error code")

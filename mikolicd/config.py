@@ -126,6 +126,9 @@ class Api:
 class Compat:
     listen: str = _key(_listen, "")
     allow_remote: bool = _key(_flag, False)
+    # The file the PBX writes for the closed daemon (<temp>/nats_cache/license.key): a number found there
+    # is activated once when the agent has none.
+    key_file: Path | None = _key(_optional_path, None)
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,17 @@ def _line_of(text: str, section: str, key: str | None) -> str:
     return ""
 
 
+def _toml(value: Any) -> str:
+    """A value as it was written in the file: `true`, not Python's `True`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)
+
+
 def parse(text: str, source: str) -> Config:
     try:
         data = tomllib.loads(text)
@@ -191,7 +205,7 @@ def parse(text: str, source: str) -> Config:
             try:
                 values[key] = keys[key].metadata["parse"](raw)
             except ValueError as exc:
-                raise ConfigError(f"{where}: expected {exc}, got {raw!r}") from None
+                raise ConfigError(f"{where}: expected {exc}, got {_toml(raw)}") from None
         built[name] = cls(**values)
     return Config(**built, source=source)
 

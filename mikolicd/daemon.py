@@ -1,4 +1,4 @@
-"""The process around the agent: sockets, signals, systemd notifications, orderly shutdown."""
+"""The process around the agent: the instance lock, sockets, signals, systemd notifications, shutdown."""
 from __future__ import annotations
 
 import asyncio
@@ -6,11 +6,13 @@ import gc
 import logging
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
-from . import api, config as configuration, journal, legacy
+from . import api, build, config as configuration, instance, journal, legacy, regnum
 from .agent import Agent
+from .errors import MikolicdError, StorageFailed
 from .httpserver import Server
 from .lifecycle import Verdict
 from .notify import Notifier, listen_fds
@@ -30,23 +32,47 @@ def _report_crash(task: asyncio.Task) -> None:
                      exc_info=task.exception())
 
 
+def read_key_file(path: Path | None) -> str | None:
+    """The number the PBX left for the closed daemon ([compat] key_file), if there is a valid one."""
+    if path is None:
+        return None
+    try:
+        text = path.read_text(errors="replace")[:200]
+    except OSError as exc:
+        if not isinstance(exc, FileNotFoundError):
+            log.warning("[compat] key_file %s: %s; nothing imported", path, exc.strerror)
+        return None
+    try:
+        return regnum.registration_number(text)
+    except regnum.FormatError:
+        log.warning("[compat] key_file %s holds no registration number; nothing imported", path)
+        return None
+
+
 class Daemon:
-    def __init__(self, cfg: configuration.Config, config_path: Path | None):
+    def __init__(self, cfg: configuration.Config, config_path: Path | None, agent: Agent, notifier: Notifier):
         self.config = cfg
         self.config_path = config_path
-        self.notifier = Notifier.from_env()
+        self.agent = agent
+        self.notifier = notifier
         self.stop = asyncio.Event()
-        self.agent = Agent(cfg, on_state=lambda v: self.notifier.status(describe(v)))
         self.servers: list[Server] = []
 
     async def _serve(self) -> None:
-        server = api.make_server(self.agent, self.config.api)
-        self.servers.append(server)
+        """The JSON API only on Unix sockets (passed by systemd or bound here); license.api also on TCP."""
         inherited = listen_fds()
+        unix = [s for s in inherited if s.family == socket.AF_UNIX]
+        server = api.make_server(self.agent)
+        self.servers.append(server)
         if inherited:
-            for sock in inherited:
+            for sock in unix:
                 await server.listen_socket(sock)
-            log.info("serving on %d socket(s) passed by systemd", len(inherited))
+            for sock in (s for s in inherited if s.family != socket.AF_UNIX):
+                tcp = api.make_server(self.agent, tcp_host=str(sock.getsockname()[0]))
+                self.servers.append(tcp)
+                await tcp.listen_socket(sock)
+            log.info("serving on %d socket(s) passed by systemd (%d Unix with the JSON API, %d TCP with "
+                     "license.api only)", len(inherited), len(unix), len(inherited) - len(unix))
         else:
             path = self.config.api.socket
             api.prepare_socket_path(path)
@@ -55,7 +81,7 @@ class Daemon:
             log.info("serving on %s", path)
         listen = legacy.compat_listen(self.config.compat)
         if listen:
-            tcp = api.make_server(self.agent, self.config.api, json_api=False)
+            tcp = api.make_server(self.agent, tcp_host=listen[0])
             self.servers.append(tcp)
             try:
                 await tcp.listen_tcp(*listen)
@@ -75,16 +101,34 @@ class Daemon:
                 pass
 
     def _reload(self) -> None:
+        """A new set-up is built whole from the new file; only then is it swapped in."""
         self.notifier.reloading()
         try:
             new = configuration.load(self.config_path) if self.config_path else self.config
-            self.agent.reload(new)
-        except (configuration.ConfigError, OSError, ValueError) as exc:
+            setup = build.setup(new, hardware=self.agent.setup.hardware)
+        except configuration.ConfigError as exc:
             log.error("configuration reload refused, the running configuration stays: %s", exc)
         else:
+            self.agent.reload(setup)
             journal.event(log, logging.INFO, f"configuration reloaded from {self.config_path}",
                           message_id=journal.CONFIG_RELOADED)
         self.notifier.reloaded(describe(self.agent.refresh()))
+
+    async def _import_key(self) -> None:
+        """Migration from the closed daemon: its key file's number is activated once, when there is none."""
+        number = read_key_file(self.config.compat.key_file)
+        if number is None or self.agent.state.registration_number:
+            return
+        try:
+            await self.agent.activate(number)
+        except MikolicdError as exc:
+            journal.event(log, logging.WARNING, f"the registration number in [compat] key_file "
+                          f"{self.config.compat.key_file} could not be activated: {exc.message}",
+                          message_id=journal.KEY_IMPORTED, registration_number=number)
+        else:
+            journal.event(log, logging.INFO, f"activated the registration number found in [compat] key_file "
+                          f"{self.config.compat.key_file}", message_id=journal.KEY_IMPORTED,
+                          registration_number=number)
 
     async def main(self) -> int:
         loop = asyncio.get_running_loop()
@@ -98,7 +142,7 @@ class Daemon:
                       registration_number=self.agent.state.registration_number)
         gc.freeze()  # start-up objects live forever: keep them out of every later collection
         self.notifier.ready(describe(verdict))
-        tasks = [asyncio.create_task(self.agent.run(self.stop))]
+        tasks = [asyncio.create_task(self.agent.run(self.stop)), asyncio.create_task(self._import_key())]
         tasks[0].add_done_callback(_report_crash)
         if self.notifier.watchdog_interval:
             tasks.append(asyncio.create_task(self._watchdog(self.notifier.watchdog_interval, tasks[0])))
@@ -114,21 +158,38 @@ class Daemon:
 
 
 def run(config_path: Path | None) -> int:
+    """Exit 2 for a configuration to fix, 1 for anything else that stops start-up; one line each."""
     journal.setup_logging()
     try:
         cfg = configuration.load(config_path) if config_path else configuration.Config()
-        daemon = Daemon(cfg, config_path)
+        held = instance.acquire(cfg.storage.state_dir, None if listen_fds_pending() else cfg.api.socket)
     except configuration.ConfigError as exc:
         log.error("configuration refused: %s", exc)
-        print(f"mikolicd: {exc}", file=sys.stderr)
         return 2
-    except (OSError, ValueError) as exc:
+    except instance.AlreadyRunning as exc:
         log.error("cannot start: %s", exc)
         return 1
+    except OSError as exc:
+        log.error("cannot start: [storage] state_dir %s: %s", cfg.storage.state_dir, exc.strerror or exc)
+        return 1
+    notifier = Notifier.from_env()
+    try:
+        agent = build.agent(cfg, on_state=lambda v: notifier.status(describe(v)))
+    except configuration.ConfigError as exc:
+        log.error("configuration refused: %s", exc)
+        return 2
+    except StorageFailed as exc:
+        log.error("cannot start: %s", exc.message)
+        return 1
     # Not asyncio.run: it would join worker threads still waiting on a hung server, delaying the exit.
-    code = asyncio.new_event_loop().run_until_complete(daemon.main())
-    daemon.agent.write_lock.acquire(timeout=SHUTDOWN_GRACE)  # let a state write in progress finish
+    code = asyncio.new_event_loop().run_until_complete(Daemon(cfg, config_path, agent, notifier).main())
+    held.release()
     return code
+
+
+def listen_fds_pending() -> bool:
+    """systemd passes the socket (LISTEN_PID is ours): no socket path to lock or bind."""
+    return os.environ.get("LISTEN_PID") == str(os.getpid())
 
 
 def leave(code: int) -> None:

@@ -27,7 +27,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 
 from . import fingerprint, protocol
-from .client import Answer, LicensingClient, ServerRefused, Unreachable, tls_context
+from .client import Answer, LicensingClient, tls_context
+from .errors import ServerRefused, ServerUnreachable
+from .schedule import Policy
 from .config import Api, ConfigError, Server, load
 from .ctl import call
 
@@ -405,14 +407,14 @@ class Ping:
 def probe_ping(server: Server) -> Ping:
     """Through the daemon's own client, so proxy and trust are exactly the daemon's."""
     try:
-        client = LicensingClient(server, attempts=1)
+        client = LicensingClient(server, Policy(3600, 0, 3600, attempts=1))
     except (OSError, ValueError) as exc:
         return Ping(None, time.time(), f"cannot set up the client: {exc}")
     try:
         answer = client.ping()
         return Ping(answer, time.time())
-    except (Unreachable, ServerRefused) as exc:
-        return Ping(None, time.time(), str(exc))
+    except (ServerUnreachable, ServerRefused) as exc:
+        return Ping(None, time.time(), exc.message)
     finally:
         client.close()
 

@@ -40,6 +40,8 @@ class Peer:
     uid: int | None = None
     gid: int | None = None
     address: str | None = None
+    pid: int | None = None
+    groups: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -82,7 +84,7 @@ class HTTPError(Exception):
 
 
 Handler = Callable[[Request], "Response | Awaitable[Response]"]  # plain functions answer without a task
-ErrorRenderer = Callable[[HTTPError, str], Response]  # the error and the request path it answers
+ErrorRenderer = Callable[[Exception, str], "Response | None"]  # an error and the path it answers
 
 
 class Router:
@@ -123,9 +125,10 @@ def _peer(transport: asyncio.BaseTransport) -> Peer:
     sock = transport.get_extra_info("socket")
     if sock is not None and sock.family == socket.AF_UNIX:
         try:
-            _pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                                 struct.calcsize("3i")))
-            return Peer(uid, gid)
+            pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                                struct.calcsize("3i")))
+            raw = sock.getsockopt(socket.SOL_SOCKET, getattr(socket, "SO_PEERGROUPS", 59), 4 * 256)
+            return Peer(uid, gid, pid=pid, groups=frozenset(struct.unpack(f"{len(raw) // 4}I", raw)))
         except OSError:
             return Peer()
     name = transport.get_extra_info("peername")
@@ -336,8 +339,10 @@ class Server:
             return self._failure(request, exc)
 
     def _failure(self, request: Request, exc: Exception) -> Response:
-        if isinstance(exc, HTTPError):
-            return self.render(exc, request.path)
+        """The app renders the errors it knows (`render` answers None for the others, which are bugs)."""
+        response = self.render(exc, request.path)
+        if response is not None:
+            return response
         log.error("unexpected error while serving %s %s", request.method, request.path[:80], exc_info=exc)
         return self.render(HTTPError(500, "internal error; see the journal of mikolicd"), request.path)
 

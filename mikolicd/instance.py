@@ -38,15 +38,20 @@ def _read_pid(fd: int) -> int | None:
 
 
 def _lock(path: Path, what: str) -> int:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    """The lock is held on a read-only descriptor: a file kept open for writing would stop the state
+    directory's file system from being remounted read-only (EBUSY)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         pid = _read_pid(fd)
         os.close(fd)
         raise AlreadyRunning(what, pid) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    writer = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        os.write(writer, f"{os.getpid()}\n".encode())
+    finally:
+        os.close(writer)
     return fd
 
 

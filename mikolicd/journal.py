@@ -24,6 +24,10 @@ SERVER_ERROR = "536451cf79cd4c33adf6d39f2f21268a"
 VALIDATED = "81ac35292e0c436e8ff8d85b7cd1fb26"
 STORE_CORRUPT = "d141e68588f14ff8afa41408915611c4"
 CONFIG_RELOADED = "3ac3f5cbb9424ac288d11310ffd5395a"
+CLOCK_BEHIND = "2684174a5c274dd58644526dd02c90a4"
+INTERCEPTION = "bac82e88e4ef44ffaa42c4a062545d89"
+EXPIRES_SOON = "def8484af0ea461fa1f29badf9f15090"
+KEY_IMPORTED = "9f5332c99e014e74938dcf06fbf3effc"
 
 JOURNAL_SOCKET_ENV = "MIKOLICD_JOURNAL_SOCKET"
 DEFAULT_JOURNAL_SOCKET = "/run/systemd/journal/socket"
@@ -111,7 +115,7 @@ class SyslogPrefixFormatter(logging.Formatter):
 
 
 class NativeSocketSender:
-    """Speaks the journal's native protocol, so structured fields survive without systemd-python."""
+    """journald's native protocol (one datagram per entry), so structured fields reach the journal intact."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -140,15 +144,6 @@ class NativeSocketSender:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def _libsystemd_sender() -> Sender | None:
-    """systemd-python's sender, imported only under journald: libsystemd costs a megabyte of memory."""
-    try:
-        from systemd import journal
-    except ImportError:
-        return None
-    return lambda fields: journal.sendv(*(f"{key}={value}" for key, value in fields.items()))
 
 
 class JournalHandler(logging.Handler):
@@ -195,9 +190,16 @@ def _under_journald(env: Mapping[str, str], stream: IO[str]) -> bool:
         return False
 
 
+def _isatty(stream: IO[str]) -> bool:
+    """An admin at a terminal reads plain lines; journald and log files get the priority prefix."""
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def _journal_sender(env: Mapping[str, str]) -> Sender:
-    path = env.get(JOURNAL_SOCKET_ENV)
-    return (path is None and _libsystemd_sender()) or NativeSocketSender(path or DEFAULT_JOURNAL_SOCKET)
+    return NativeSocketSender(env.get(JOURNAL_SOCKET_ENV) or DEFAULT_JOURNAL_SOCKET)
 
 
 def setup_logging(verbose: bool = False, *, env: Mapping[str, str] = os.environ,
@@ -205,7 +207,7 @@ def setup_logging(verbose: bool = False, *, env: Mapping[str, str] = os.environ,
     """Install the daemon's log handler on the root logger (replacing one installed before) and return it."""
     stream = stream if stream is not None else sys.stderr
     plain = logging.StreamHandler(stream)
-    plain.setFormatter(SyslogPrefixFormatter())
+    plain.setFormatter(logging.Formatter("%(name)s: %(message)s") if _isatty(stream) else SyslogPrefixFormatter())
     handler = JournalHandler(_journal_sender(env), plain) if _under_journald(env, stream) else plain
     handler.set_name(HANDLER_NAME)
     handler.addFilter(MaskFilter())

@@ -13,7 +13,7 @@ import binascii
 import hashlib
 import json
 import re
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
@@ -24,6 +24,9 @@ KEY_BYTES = 32
 _SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
 _PKCS8_PREFIX = bytes.fromhex("302e020100300506032b657004220420")
 _PEM = re.compile(r"-----BEGIN ([A-Z ]+)-----\s*([A-Za-z0-9+/=\s]+?)\s*-----END \1-----")
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 TrustedKeys = dict[str, VerifyKey]
 

@@ -3,6 +3,10 @@
 Existing PBX code parses these answers by hand, so the shapes are exact: success is HTTP 200 with
 `result` (or `session`); failure is non-200 with `error` text that carries the server's error number in
 parentheses, because the PBX translates errors by looking for that number.
+
+Over TCP there are no caller credentials, so a request counts only when it could come from a local
+program and not from a web page: its `Host` names a loopback address (or `localhost`, or the configured
+listen address), and it carries no `Origin` and no cross-site `Referer` (DNS rebinding, cross-site forms).
 """
 from __future__ import annotations
 
@@ -18,11 +22,15 @@ from urllib.parse import parse_qsl, quote
 
 from email import message_from_bytes
 from email.policy import HTTP
+from urllib.parse import urlsplit
 
 from . import protocol, regnum
-from .agent import TRIAL_FIELDS, Agent, AgentError
+from .agent import Agent
 from .config import Compat
-from .httpserver import Request, Response, Router, json_response
+from .errors import Kind, MikolicdError
+from .forms import FIELDS as TRIAL_FIELDS
+from .httpserver import HTTPError, Request, Response, Router, json_response
+from .statuses import status_of
 
 log = logging.getLogger("mikolicd.legacy")
 
@@ -30,7 +38,6 @@ PREFIX = "/license.api/"
 MAX_FIELDS = 100
 FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
-PBX_PRODUCT = 11
 # XML 1.0 cannot carry most control characters; SimpleXML would reject the whole answer.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
@@ -95,21 +102,66 @@ def _authorise_change(request: Request, require_admin: Callable[[Request], None]
         raise Failure(403, "license.api accepts changes over TCP only from this host (a loopback address)")
 
 
+def _host_name(value: str) -> str:
+    """`[::1]:8223` -> `::1`, `localhost:8223` -> `localhost`."""
+    host = value.strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+def _local_name(host: str, listen_host: str) -> bool:
+    if host in ("localhost", listen_host.lower()):
+        return True
+    try:
+        return _loopback(host)
+    except ValueError:
+        return False
+
+
+def check_local_caller(request: Request, listen_host: str) -> None:
+    """Refuse what a web page can make a browser send to a loopback port: another Host (DNS rebinding), an
+    Origin (any script or form), or a Referer from another site."""
+    host = _host_name(request.headers.get("host", ""))
+    if not _local_name(host, listen_host):
+        raise Failure(403, "license.api over TCP answers only requests addressed to this host (the Host header "
+                           "must name 127.0.0.1, ::1 or localhost)")
+    if "origin" in request.headers:
+        raise Failure(403, "license.api over TCP does not answer requests from web pages (an Origin header was sent)")
+    referer = request.headers.get("referer")
+    if referer is not None and not _local_name((urlsplit(referer).hostname or ""), listen_host):
+        raise Failure(403, "license.api over TCP does not answer requests from web pages (a cross-site Referer "
+                           "was sent)")
+
+
 # ---------------------------------------------------------------------- request and answer
 def _multipart(request: Request) -> Fields:
     """PHP's curl sends an array of fields as multipart/form-data; the standard e-mail parser reads it."""
     message = message_from_bytes(f"Content-Type: {request.headers.get('content-type', '')}\r\n\r\n".encode()
                                  + request.body, policy=HTTP)
-    parts = list(message.iter_parts()) if message.is_multipart() else []
-    if not parts or message.defects or any(p.defects for p in parts):
-        raise Failure(400, "the multipart body is malformed")
-    if len(parts) > MAX_FIELDS or any(p.get_filename() or p.get_param("name", header="content-disposition") is None
-                                      for p in parts):
-        raise Failure(400, f"the body must hold at most {MAX_FIELDS} named text fields and no files")
     try:
-        return {str(p.get_param("name", header="content-disposition")): p.get_content() for p in parts}
-    except (LookupError, ValueError, TypeError):
+        parts = list(message.iter_parts()) if message.is_multipart() else []
+        if not parts or message.defects or any(p.defects for p in parts):
+            raise Failure(400, "the multipart body is malformed")
+        if len(parts) > MAX_FIELDS or any(p.get_filename() or p.get_param("name", header="content-disposition") is None
+                                          for p in parts):
+            raise Failure(400, f"the body must hold at most {MAX_FIELDS} named text fields and no files")
+        if any(p.get_content_type() != "text/plain" for p in parts):
+            raise Failure(400, "each multipart field must be text (text/plain), not a file or a message")
+        fields = {str(p.get_param("name", header="content-disposition")): p.get_content() for p in parts}
+    except (LookupError, ValueError, TypeError, AttributeError, UnicodeError):
         raise Failure(400, "the multipart body is malformed") from None
+    if not all(isinstance(v, str) and _valid_text(v) for v in fields.values()):
+        raise Failure(400, "each multipart field must be valid UTF-8 text")
+    return fields
+
+
+def _valid_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _fields(request: Request) -> Fields:
@@ -157,79 +209,94 @@ def _encoded(text: str) -> str:
     return quote(text, safe="")
 
 
-def _why(exc: AgentError) -> str:
-    """The agent's message, except that a malformed number or coupon is named by its code, never echoed."""
-    if exc.code == "invalid_registration_number":
+def text_of(error: Exception) -> str:
+    """The legacy text of an error: the agent's message, except that a malformed number or coupon is named
+    by the server's code (the PBX translates by it) and never echoed."""
+    if isinstance(error, MikolicdError) and error.kind is Kind.INVALID_REGISTRATION_NUMBER:
         return (f"({protocol.INVALID_NUMBER}) {protocol.SERVER_TEXT[protocol.INVALID_NUMBER]}: expected "
                 "MIKO-XXXXX-XXXXX-XXXXX-XXXXX (letters A-Z and digits)")
-    if exc.code == "invalid_coupon":
+    if isinstance(error, MikolicdError) and error.kind is Kind.INVALID_COUPON:
         return (f"({protocol.COUPON_UNKNOWN}) {protocol.SERVER_TEXT[protocol.COUPON_UNKNOWN]}: expected "
                 "MIKOUPD-XXXXX-XXXXX-XXXXX-XXXXX (letters A-Z and digits)")
-    return exc.message
+    return error.message if isinstance(error, (MikolicdError, HTTPError)) else str(error)
 
 
 async def _attempt(failed: str, action: Awaitable[T]) -> T:
     """Run an agent call; a refusal becomes the legacy text `failed` + the reason with its code."""
     try:
         return await action
-    except AgentError as exc:
-        raise Failure(exc.status, failed + _why(exc)) from None
+    except MikolicdError as exc:
+        raise Failure(status_of(exc), failed + text_of(exc)) from None
 
 
 # ---------------------------------------------------------------------- the methods
-async def getlicenseinfo(agent: Agent, fields: Fields) -> dict[str, Any]:
-    """Readable by any caller; the full key is only repeated to a caller that sent it."""
+Authorise = Callable[[], None]
+
+
+async def getlicenseinfo(agent: Agent, fields: Fields, authorise: Authorise) -> dict[str, Any]:
+    """Readable by any caller. A key other than this host's is activated first, as the PBX checks a newly
+    entered key this way before storing it (a change, so only for those allowed to change)."""
     key = fields.get("key", "").strip().upper()
     if key and key != agent.state.registration_number:
-        raise Failure(409, "Failed to get license info: this key is not the registration number of this host; "
-                           "switch to it with changekey first")
+        authorise()
+        await _attempt(f"Failed to capture feature {protocol.PBX_FEATURE}, ", agent.activate(key, replace_active=True))
     try:
         view = agent.license_view()
-    except AgentError as exc:
-        raise Failure(exc.status, "Failed to get license info: " + _why(exc)) from None
+    except MikolicdError as exc:
+        raise Failure(status_of(exc), "Failed to get license info: " + text_of(exc)) from None
     return {"result": _encoded(license_xml(view, key or view["registration_number"]))}
 
 
-async def gettrial(agent: Agent, fields: Fields) -> dict[str, Any]:
-    if fields.get("product", "").strip() not in ("", str(PBX_PRODUCT)):
-        raise Failure(400, f"Failed to get trial key: a trial key is for product {PBX_PRODUCT} (MikoPBX); "
+async def gettrial(agent: Agent, fields: Fields, _: Authorise) -> dict[str, Any]:
+    if fields.get("product", "").strip() not in ("", str(protocol.PBX_PRODUCT)):
+        raise Failure(400, f"Failed to get trial key: a trial key is for product {protocol.PBX_PRODUCT} (MikoPBX); "
                            "add a module's trial with addtrial")
     form = {name: fields[name] for name in TRIAL_FIELDS if name in fields}
     await _attempt("Failed to get trial key: ", agent.register_trial(form))
     return {"result": _encoded(agent.state.registration_number or "")}
 
 
-async def addtrial(agent: Agent, fields: Fields) -> dict[str, Any]:
+def _license_result(agent: Agent) -> dict[str, Any]:
+    return {"result": _encoded(license_xml(agent.license_view(), agent.state.registration_number or ""))}
+
+
+async def addtrial(agent: Agent, fields: Fields, _: Authorise) -> dict[str, Any]:
     product = _number(fields, "product", "1001")
     await _attempt(f"Failed to add trial of product {product}: ", agent.add_product_trial(product))
-    return {"result": _encoded(license_xml(agent.license_view(), agent.state.registration_number or ""))}
+    return _license_result(agent)
 
 
-async def activatecoupon(agent: Agent, fields: Fields) -> dict[str, Any]:
+async def activatecoupon(agent: Agent, fields: Fields, _: Authorise) -> dict[str, Any]:
     await _attempt("Failed to activate coupon: ", agent.redeem(fields.get("coupon", "")))
-    return {"result": _encoded(license_xml(agent.license_view(), agent.state.registration_number or ""))}
+    return _license_result(agent)
 
 
-async def changekey(agent: Agent, fields: Fields) -> dict[str, Any]:
-    await _attempt("Failed to change license key: ", agent.change_number(fields.get("key", "")))
+async def changekey(agent: Agent, fields: Fields, _: Authorise) -> dict[str, Any]:
+    """An empty key forgets the number; the key already active changes nothing; another key replaces it."""
+    key = fields.get("key", "")
+    if not key.strip():
+        await _attempt("Failed to change license key: ", agent.forget())
+    elif key.strip().upper() != agent.state.registration_number or agent.state.document is None:
+        await _attempt("Failed to change license key: ", agent.activate(key, replace_active=True))
     return {"result": "ok"}
 
 
-async def capturefeature(agent: Agent, fields: Fields) -> dict[str, Any]:
+async def capturefeature(agent: Agent, fields: Fields, _: Authorise) -> dict[str, Any]:
     feature = _number(fields, "feature", "33")
-    return {"session": await _attempt(f"Failed to capture feature {feature}, ", agent.capture(feature))}
+    captured = await _attempt(f"Failed to capture feature {feature}, ", agent.capture(feature))
+    return {"session": captured["session"]}
 
 
-async def releasefeature(agent: Agent, fields: Fields) -> dict[str, Any]:
+async def releasefeature(agent: Agent, fields: Fields, _: Authorise) -> dict[str, Any]:
     feature = _number(fields, "feature", "33")
     session = fields.get("session", "").strip()
     if not session:
         raise Failure(400, "the session parameter is required: the id capturefeature answered")
-    await _attempt(f"Failed to release feature {feature}: ", agent.release_feature(session, feature))
+    await _attempt(f"Failed to release feature {feature}: ", agent.release_capture(feature, session))
     return {"result": "ok"}
 
 
-async def featureavailable(agent: Agent, fields: Fields) -> dict[str, Any]:
+async def featureavailable(agent: Agent, fields: Fields, _: Authorise) -> dict[str, Any]:
     """From the local license only, so it answers with the server unreachable, and takes no seat."""
     feature = _number(fields, "feature", "33")
     status = agent.feature(feature)
@@ -238,7 +305,7 @@ async def featureavailable(agent: Agent, fields: Fields) -> dict[str, Any]:
     return {"result": "ok"}
 
 
-async def sendmetrics(agent: Agent, fields: Fields) -> dict[str, Any]:
+async def sendmetrics(agent: Agent, fields: Fields, _: Authorise) -> dict[str, Any]:
     """Queued, never awaited: the PBX calls this from page loads and must not wait for the network."""
     if not agent.state.registration_number:
         raise Failure(409, "Failed to send metrics: no registration number on this host")
@@ -246,16 +313,16 @@ async def sendmetrics(agent: Agent, fields: Fields) -> dict[str, Any]:
     return {"result": "ok", "queued": queued}
 
 
-async def ping(agent: Agent, _: Fields) -> dict[str, Any]:
-    answered, text = await agent.ping()
-    if not answered:
-        raise Failure(503, f"Licensing server does not answer: {text}")
+async def ping(agent: Agent, _: Fields, __: Authorise) -> dict[str, Any]:
+    check = await agent.server_check()
+    if not check["reachable"]:
+        raise Failure(503, f"Licensing server does not answer: {check['message']}")
     return {"result": "ok"}
 
 
 @dataclass(frozen=True)
 class Method:
-    run: Callable[[Agent, Fields], Awaitable[dict[str, Any]]]
+    run: Callable[[Agent, Fields, Authorise], Awaitable[dict[str, Any]]]
     changes: bool
 
 
@@ -277,7 +344,9 @@ def failure(status: int, message: str) -> Response:
     return json_response({"error": regnum.mask(message)}, status)
 
 
-def add_routes(router: Router, agent: Agent, require_admin: Callable[[Request], None]) -> None:
+def add_routes(router: Router, agent: Agent, require_admin: Callable[[Request], None], *,
+               tcp_host: str | None = None) -> None:
+    """`tcp_host`: the listen host of a TCP listener, whose callers must look local (`check_local_caller`)."""
     async def license_api(request: Request) -> Response:
         method = METHODS.get(request.params["method"].lower())
         if method is None:
@@ -285,12 +354,15 @@ def add_routes(router: Router, agent: Agent, require_admin: Callable[[Request], 
         if request.method not in ("GET", "POST"):
             return failure(405, "license.api accepts GET and POST")
         try:
+            if tcp_host is not None:
+                check_local_caller(request, tcp_host)
+            authorise = lambda: _authorise_change(request, require_admin)  # noqa: E731
             if method.changes:
-                _authorise_change(request, require_admin)
-            return json_response(await method.run(agent, _fields(request)))
+                authorise()
+            return json_response(await method.run(agent, _fields(request), authorise))
         except Failure as exc:
             return failure(exc.status, exc.message)
-        except AgentError as exc:
-            return failure(exc.status, _why(exc))
+        except MikolicdError as exc:
+            return failure(status_of(exc), text_of(exc))
 
     router.add("*", PREFIX + "{method}", license_api)

@@ -1,22 +1,18 @@
-"""The license state machine: from plain facts to one state and a reason. No I/O here."""
+"""The license state machine: from plain facts to one state and a reason. No I/O here.
+
+The time the dates are judged at comes from `trust` (never earlier than a time the box already trusted),
+so nothing here reads a clock. docs/states.md lists the rules in this order.
+"""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
 
-from .fingerprint import Match
-from .license import License
-from .store import Validation
-
-PBX_PRODUCT = 11
-PBX_FEATURE = 33
-# Before this instant the clock is unset (a box booting at 1970), not tampered with.
-PLAUSIBLE_SINCE = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc).timestamp()
-# NTP steps and DST never move UTC back this far; a clock rolled back by days does.
-CLOCK_TOLERANCE = 2 * 3600.0
-# Server answers that end trust in the document (anything else refused keeps the last state).
-EXPIRED_CODES = {2011}
+from .fingerprint.binding import Match
+from .license import License, Product
+from .protocol import FEATURE_EXPIRED, PBX_PRODUCT
+from .trust import Outcome
 
 
 class LicenseState(str, Enum):
@@ -33,78 +29,89 @@ USABLE = {LicenseState.ACTIVE, LicenseState.TRIAL, LicenseState.GRACE}
 
 
 @dataclass(frozen=True)
+class Validation:
+    """The last answer (or silence) of the licensing server. Unsigned, so it only ever shortens trust:
+    whatever it says, the document's own `exp` bounds how long the license is used."""
+
+    at: float
+    outcome: Outcome
+    server_code: int | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class Facts:
     registration_number: str | None
     license: License | None
     document_error: str | None  # why the stored document is not trusted
     binding: Match | None
     validation: Validation | None
-    now: float
-    clock_high_water: float
+    judged_at: float  # `trust.judging_time`
+    released: bool = False  # the seat was given back on purpose
 
 
 @dataclass(frozen=True)
 class Verdict:
     state: LicenseState
     reason: str
+    judged_at: float
     grace_until: float | None = None
-    clock_unknown: bool = False
-    judged_at: float = 0.0  # the effective time the dates were judged at
 
     @property
     def usable(self) -> bool:
         return self.state in USABLE
 
 
-def effective_time(facts: Facts) -> tuple[float, bool]:
-    """The time dates are judged at: never before what the server signed or what this box has seen."""
-    signed = facts.license.issued_at if facts.license else 0.0
-    if facts.now < PLAUSIBLE_SINCE:
-        return max(facts.clock_high_water, signed), True
-    return max(facts.now, signed), False
-
-
-def _day(ts: float) -> dt.date:
+def day_of(ts: float) -> dt.date:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).date()
 
 
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def ended(product: Product, judged_at: float) -> bool:
+    """A product is usable through its `expires` day (UTC)."""
+    return product.expires is not None and day_of(judged_at) > product.expires
+
+
 def evaluate(facts: Facts) -> Verdict:
-    """The verdict, stamped with the time its dates were judged at, so feature checks use the same clock."""
-    return replace(_judge(facts), judged_at=effective_time(facts)[0])
+    def verdict(state: LicenseState, reason: str, grace_until: float | None = None) -> Verdict:
+        return Verdict(state, reason, facts.judged_at, grace_until)
 
-
-def _judge(facts: Facts) -> Verdict:
     S = LicenseState
     if not facts.registration_number:
-        return Verdict(S.UNLICENSED, "no registration number: register a trial or activate a number")
-    now, unknown = effective_time(facts)
-    if not unknown and facts.now < facts.clock_high_water - CLOCK_TOLERANCE:
-        hours = (facts.clock_high_water - facts.now) / 3600
-        return Verdict(S.INVALID, f"the system clock was moved back by {hours:.0f} h: fix the clock (NTP)")
+        return verdict(S.UNLICENSED, "no registration number: register a trial or activate a number")
+    v = facts.validation
+    if v is not None and v.outcome is Outcome.ENDED:
+        return verdict(S.EXPIRED if v.server_code == FEATURE_EXPIRED else S.INVALID,
+                       f"the licensing server refused the license: {v.message}")
     if facts.document_error:
-        return Verdict(S.INVALID, facts.document_error)
+        return verdict(S.INVALID, facts.document_error)
     lic = facts.license
     if lic is None or lic.registration_number != facts.registration_number:
-        return Verdict(S.PENDING, "registration number not activated on this host yet")
+        if facts.released:
+            return verdict(S.PENDING, "the seat was given back: this host holds no license until the number is "
+                                      "activated again")
+        return verdict(S.PENDING, "the registration number is not activated on this host yet: activate it")
     if facts.binding is not None and not facts.binding.holds:
-        return Verdict(S.INVALID, "binding mismatch: the license is bound to different hardware")
-    v = facts.validation
-    if v is not None and v.outcome == "refused":
-        state = S.EXPIRED if v.server_code in EXPIRED_CODES else S.INVALID
-        return Verdict(state, f"licensing server refused the license: {v.message}")
-    if now >= lic.exp:
-        return Verdict(S.EXPIRED, "the license could not be confirmed with the licensing server in time")
+        return verdict(S.INVALID, "binding mismatch: the license is bound to different hardware")
+    if facts.judged_at >= lic.exp:
+        if lic.offline:
+            return verdict(S.EXPIRED, f"the offline license ended at {_iso(lic.exp)}: apply a new offline answer")
+        return verdict(S.EXPIRED, "the license could not be confirmed with the licensing server in time")
     pbx = lic.product(PBX_PRODUCT)
-    if pbx is not None and pbx.expires is not None and _day(now) > pbx.expires:
+    if pbx is not None and ended(pbx, facts.judged_at):
         kind = "trial" if pbx.trial else "license"
-        return Verdict(S.EXPIRED, f"the {kind} ended on {pbx.expires.isoformat()}")
-    if v is not None and v.outcome == "unreachable":
-        return Verdict(S.GRACE, f"no usable answer from the licensing server ({v.message}); working offline",
-                       float(lic.exp), unknown)
+        return verdict(S.EXPIRED, f"the {kind} ended on {pbx.expires.isoformat() if pbx.expires else ''}")
+    if lic.offline:
+        return verdict(S.ACTIVE, f"offline license until {_iso(lic.exp)}")
+    if v is not None and v.outcome is not Outcome.OK:
+        return verdict(S.GRACE, f"no confirmation from the licensing server ({v.message}); working offline until "
+                                f"{_iso(lic.exp)}", float(lic.exp))
     if pbx is not None and pbx.trial:
-        return Verdict(S.TRIAL, f"trial until {pbx.expires.isoformat() if pbx.expires else 'further notice'}",
-                       clock_unknown=unknown)
-    return Verdict(S.ACTIVE, "license confirmed", clock_unknown=unknown)
+        return verdict(S.TRIAL, f"trial until {pbx.expires.isoformat() if pbx.expires else 'further notice'}")
+    return verdict(S.ACTIVE, "license confirmed")
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,19 @@ def feature_status(verdict: Verdict, lic: License | None, feature_id: int) -> Fe
     expires = product.expires.isoformat() if product.expires else None
     if not verdict.usable:
         return FeatureStatus(feature_id, False, f"license is {verdict.state.value}: {verdict.reason}", expires)
-    if product.expires is not None and _day(verdict.judged_at) > product.expires:
+    if ended(product, verdict.judged_at):
         return FeatureStatus(feature_id, False, f"{product.name} ended on {expires}", expires)
     return FeatureStatus(feature_id, True, "licensed", expires)
+
+
+def boundaries(lic: License | None, judged_at: float) -> list[float]:
+    """The instants after `judged_at` at which time alone changes the verdict: the offline limit and the
+    first second after each product's last day. The agent wakes then, and not before."""
+    if lic is None:
+        return []
+    ends = [float(lic.exp)]
+    for p in lic.products:
+        if p.expires is not None:
+            ends.append(dt.datetime.combine(p.expires + dt.timedelta(days=1), dt.time(),
+                                            dt.timezone.utc).timestamp())
+    return sorted(t for t in ends if t > judged_at)

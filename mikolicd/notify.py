@@ -1,7 +1,8 @@
 """How systemd learns that the agent is ready, alive and reloading, and how it hands over the API socket.
 
-systemd-python is used when importable; the datagram protocol (sd_notify(3)) is small enough to speak
-directly otherwise, so the daemon runs the same with or without it. Outside systemd everything is a no-op.
+The datagram protocol of sd_notify(3) and the fd passing of sd_listen_fds(3) are small and stable, so the
+daemon speaks them itself: one code path, the same under systemd and in the tests (which listen on their
+own NOTIFY_SOCKET), and no libsystemd binding to build. Outside systemd everything is a no-op.
 """
 from __future__ import annotations
 
@@ -11,11 +12,6 @@ import socket
 import time
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
-
-try:
-    from systemd import daemon as _sd_daemon
-except ImportError:
-    _sd_daemon = None
 
 log = logging.getLogger("mikolicd.notify")
 
@@ -53,17 +49,12 @@ class Notifier:
 
     address: str | None
     watchdog_interval: float | None = None
-    use_libsystemd: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Notifier:
         interval = watchdog_interval(env, os.getpid())
         address = env.get("NOTIFY_SOCKET", "")
-        if not address.startswith(("/", "@")):
-            return cls(None, interval)
-        # libsystemd reads the process environment, so it serves only when that is the one asked about.
-        same_socket = os.environ.get("NOTIFY_SOCKET") == address
-        return cls(address, interval, _sd_daemon is not None and same_socket)
+        return cls(address if address.startswith(("/", "@")) else None, interval)
 
     def notify(self, *assignments: str) -> bool:
         """Send one message of KEY=VALUE assignments; True when it was handed to systemd."""
@@ -71,8 +62,6 @@ class Notifier:
             return False
         message = "\n".join(assignments)
         try:
-            if self.use_libsystemd:
-                return bool(_sd_daemon.notify(message))
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
                 sock.sendto(message.encode(errors="replace"), _datagram_address(self.address))
             return True

@@ -29,6 +29,12 @@ def coupon(text: object) -> str:
     return _normalise(text, COUPON_RE, "coupon", "MIKOUPD-XXXXX-XXXXX-XXXXX-XXXXX")
 
 
+def _masked(m: re.Match[str]) -> str:
+    if m.group(0).upper().endswith("XXXXX-XXXXX-XXXXX"):
+        return m.group(0)  # the format hint itself (MIKO-XXXXX-…), not a number
+    return m.group(1) + re.sub(r"[A-Z0-9]", "*", m.group(2).upper())
+
+
 def mask(text: str) -> str:
     """Keep the first group so support can tell numbers apart, hide the rest (also inside longer text)."""
-    return _ANY_NUMBER.sub(lambda m: m.group(1) + re.sub(r"[A-Z0-9]", "*", m.group(2).upper()), text)
+    return _ANY_NUMBER.sub(_masked, text)

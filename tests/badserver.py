@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import ipaddress
 import json
+import secrets
 import socket
 import ssl
 import threading
@@ -30,7 +31,10 @@ from agentproc import AgentProcess, box_agent
 from mikolicd import fingerprint, protocol
 from mikolicd.devpki import make_pki
 from mikolicd.refserver.signing import Signer, ensure_key
-from mikolicd.store import State, Store, Validation
+from mikolicd.installation import Installation
+from mikolicd.lifecycle import Validation
+from mikolicd.store import State, Store
+from mikolicd.trust import Outcome
 
 DAY = 86400
 TTL = 14 * DAY
@@ -41,10 +45,13 @@ TLS_MODES = ("good", "self_signed", "other_name", "expired", "unknown_ca")
 
 
 # ---------------------------------------------------------------------- documents
-def license_claims(number: str, components: dict, iat: float, exp: float) -> dict:
-    """Claims as the licensing server writes them: MikoPBX with its seat feature 33, termless."""
+def license_claims(number: str, components: dict, iat: float, exp: float, nonce: str | None = None,
+                   install_id: str | None = None) -> dict:
+    """Claims as the licensing server writes them: MikoPBX with its seat feature 33, termless, answering the
+    request whose nonce and installation are given."""
     return {"iss": "badserver", "registration_number": number, "license_id": "lic-fault", "owner": {},
-            "binding": {"components": components}, "iat": int(iat), "exp": int(exp),
+            "binding": {"components": components}, "iat": int(iat), "exp": int(exp), "nonce": nonce,
+            "install_id": install_id, "token": secrets.token_urlsafe(16),
             "products": [{"id": 11, "name": "MikoPBX", "trial": False, "expires": None,
                           "features": [{"id": 33, "name": "MikoPBX", "count": 1, "counteach": 0, "captured": 1}]}]}
 
@@ -178,7 +185,8 @@ class Issue:
     async def respond(self, request: Request, writer: asyncio.StreamWriter) -> None:
         asked = request.json()
         now = time.time()
-        claims = self.claims(license_claims(asked["registration_number"], asked["host"]["components"], now, now + TTL))
+        claims = self.claims(license_claims(asked["registration_number"], asked["host"]["components"], now, now + TTL,
+                                            asked.get("nonce"), (asked.get("installation") or {}).get("id")))
         body = json.dumps({"document": (self.sign or self.signer.sign)(claims)}).encode()
         headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
         if self.date:
@@ -280,11 +288,12 @@ def stalled_listener(accepting: bool) -> Iterator[str]:
             sock.close()
 
 
-def seed_state(state_dir: Path, signer: Signer, hw_root: Path, number: str, *, iat: float, exp: float,
-               clock_high_water: float) -> str:
+def seed_state(state_dir: Path, signer: Signer, hw_root: Path, number: str, *, iat: float, exp: float) -> str:
     """Write the state a daemon would have kept after a good validation at `iat`; returns the document."""
-    document = signer.sign(license_claims(number, host_components(hw_root), iat, exp))
-    Store(state_dir).save(State(number, document, Validation(iat, "ok"), clock_high_water))
+    store = Store(state_dir)
+    installation = Installation(store.installation_key())
+    document = signer.sign(license_claims(number, host_components(hw_root), iat, exp, "seeded", installation.id))
+    store.save(State(number, document, Validation(iat, Outcome.OK)))
     return document
 
 
@@ -310,10 +319,12 @@ def validate(agent: AgentProcess) -> dict:
     return status
 
 
-def assert_kept_in_grace(agent: AgentProcess, status: dict, document: str, message: str) -> None:
-    """The contract for every fault short of a refusal: grace, same document, seat still usable, told why."""
+def assert_kept_in_grace(agent: AgentProcess, status: dict, document: str, message: str,
+                         outcome: str = "unreachable") -> None:
+    """The contract for every fault short of a refusal: grace, same document, seat still usable, told why.
+    `outcome`: no answer (unreachable), or an answer that cannot count (unconfirmed)."""
     assert status["state"] == "grace", status
-    assert status["last_validation"]["outcome"] == "unreachable"
+    assert status["last_validation"]["outcome"] == outcome
     assert message in status["last_validation"]["message"] and message in status["reason"]
     assert stored_document(agent) == document
     assert agent.call("GET", "/v1/features/33")[1]["available"] is True

@@ -161,13 +161,12 @@ def licensed_agent(licensed_daemon: AgentProcess, badserver: BadServer) -> Itera
 @pytest.fixture
 def seeded(fault_agents: Callable[..., AgentProcess], badserver: BadServer) -> Callable[..., AgentProcess]:
     """A started daemon holding a good license issued a minute ago; `url` points it elsewhere (faults below
-    HTTP), `ahead` says how far ahead of now its clock was last seen (a clock moved back)."""
-    def make(url: str | None = None, ahead: float = 0.0, exp_in: float = TTL) -> AgentProcess:
+    HTTP), `exp_in` says how long its offline window still runs."""
+    def make(url: str | None = None, exp_in: float = TTL, env: dict | None = None) -> AgentProcess:
         agent = fault_agents(url=url)
         now = time.time()
-        seed_state(agent.state, badserver.signer, agent.hw_root, NUMBER, iat=now - 60, exp=now + exp_in,
-                   clock_high_water=now + ahead)
-        return agent.start()
+        seed_state(agent.state, badserver.signer, agent.hw_root, NUMBER, iat=now - 60, exp=now + exp_in)
+        return agent.start(env)
     return make
 
 

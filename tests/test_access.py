@@ -98,8 +98,8 @@ class Reply:
 
 def curl_as(account: Account, agent: AgentProcess, method: str, path: str, body: object = None,
             form: dict | None = None) -> Reply:
-    """A real client (the PBX web UI uses curl) under the account's uid and primary gid only."""
-    cmd = ["setpriv", f"--reuid={account.uid}", f"--regid={account.gid}", "--clear-groups",
+    """A real client (the PBX web UI uses curl) under the account's uid and groups, as a login gets them."""
+    cmd = ["setpriv", f"--reuid={account.uid}", f"--regid={account.gid}", "--init-groups",
            "curl", "-sS", "--max-time", "20", "--unix-socket", str(agent.sock), "-X", method,
            "-o", "-", "-w", "\n%{http_code}", f"http://localhost{path}"]
     if body is not None:
@@ -129,7 +129,7 @@ def known_secrets(agent: AgentProcess, refserver) -> Secrets:
     number, coupon = refserver.issue(), refserver.coupon()
     unknown_number, unknown_coupon = "MIKO-ZZZZZ-ZZZZZ-ZZZZZ-ZZZZ9", "MIKOUPD-ZZZZZ-ZZZZZ-ZZZZZ-ZZZZ9"
     assert agent.call("POST", "/v1/activation", {"registration_number": unknown_number})[0] >= 400
-    assert agent.call("POST", "/v1/activation", {"registration_number": f" {number.lower()} "})[0] == 200
+    assert agent.call("POST", "/v1/activation", {"registration_number": f" {number.lower()} ", "replace": True})[0] == 200
     assert agent.call("POST", "/v1/coupons", {"coupon": coupon})[0] == 200
     assert agent.call("POST", "/v1/coupons", {"coupon": coupon})[1]["error"]["server_code"] == 2041
     assert agent.call("POST", "/v1/coupons", {"coupon": unknown_coupon})[0] >= 400
@@ -178,6 +178,26 @@ def test_a_non_admin_gets_403_from_every_changing_legacy_method(name, agent, acc
 def test_a_member_of_an_admin_group_may_write(agent, accounts, known_secrets):
     reply = curl_as(accounts.admin, agent, "POST", "/v1/validation", body={})
     assert reply.status == 200 and json.loads(reply.body)["state"] == "active"
+
+
+def test_the_admin_group_counts_only_when_the_peer_itself_holds_it(agent, accounts, known_secrets):
+    """/etc/group says the admin user is in the group; a process that dropped its groups is not."""
+    cmd = ["setpriv", f"--reuid={accounts.admin.uid}", f"--regid={accounts.admin.gid}", "--clear-groups",
+           "curl", "-sS", "--max-time", "20", "--unix-socket", str(agent.sock), "-X", "POST", "-o", "/dev/null",
+           "-w", "%{http_code}", "-H", "Content-Type: application/json", "--data-binary", "{}",
+           "http://localhost/v1/validation"]
+    assert subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout == "403"
+
+
+def test_leaving_the_admin_group_takes_effect_at_the_next_connection(agent, accounts, known_secrets):
+    subprocess.run(["gpasswd", "-d", accounts.admin.name, accounts.admin_group], check=True, capture_output=True,
+                   timeout=30)
+    try:
+        assert curl_as(accounts.admin, agent, "POST", "/v1/validation", body={}).status == 403
+    finally:
+        subprocess.run(["gpasswd", "-a", accounts.admin.name, accounts.admin_group], check=True,
+                       capture_output=True, timeout=30)
+    assert curl_as(accounts.admin, agent, "POST", "/v1/validation", body={}).status == 200
 
 
 def test_no_secret_appears_in_the_daemon_log(agent, known_secrets):

@@ -182,4 +182,4 @@ def test_unreadable_ca_file_stops_start_up_with_its_name(tmp_path, refserver):
                          tmp_path / "hw")
     done = subprocess.run(["mikolicd", "run", "--config", str(agent.config)], capture_output=True, text=True,
                           timeout=30)
-    assert done.returncode == 1 and "cannot start" in done.stderr and "No such file" in done.stderr
+    assert done.returncode == 2 and "[server] ca_file" in done.stderr and "No such file" in done.stderr

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from nacl.signing import SigningKey
 
-from badserver import DAY, TTL, BadServer, Issue, assert_kept_in_grace, stored_document, validate
+from badserver import DAY, TTL, BadServer, Issue, Reply, assert_kept_in_grace, stored_document, validate
 from mikolicd import protocol
 from mikolicd.jws import b64url_decode, b64url_encode
 from mikolicd.refserver.signing import Signer
@@ -71,9 +71,14 @@ def past_offline_limit(claims: dict) -> dict:
     return dict(claims, iat=int(time.time()) - 2 * DAY, exp=int(time.time()) - DAY)
 
 
-def issued_yesterday(claims: dict) -> dict:
-    """A genuine document from an earlier validation: signed, unexpired, for this host, but older."""
-    return dict(claims, iat=int(time.time()) - DAY, exp=int(time.time()) - DAY + TTL)
+def earlier_answer(claims: dict) -> dict:
+    """A genuine document from an earlier validation, replayed: signed, unexpired, for this host, but the
+    answer to another request (its nonce)."""
+    return dict(claims, iat=int(time.time()) - DAY, exp=int(time.time()) - DAY + TTL, nonce="an-earlier-request")
+
+
+def other_installation(claims: dict) -> dict:
+    return dict(claims, install_id="0" * 32)
 
 
 def other_number(claims: dict) -> dict:
@@ -97,14 +102,17 @@ def signed(change: Callable[[dict], dict]) -> Callable[[BadServer], Issue]:
     (forged(alg_rs256), "algorithm 'RS256' refused"),
     (signed(other_host), "bound to different hardware"),
     (signed(past_offline_limit), "past its offline limit"),
-    (signed(issued_yesterday), "older than the stored one"),
+    (signed(earlier_answer), "nonce is not this request's"),
     (signed(other_number), "for another registration number"),
+    (signed(other_installation), "for another installation"),
+    (lambda server: Reply(200, b'{"license": "ok"}'), "sent no document"),
 ], ids=["flipped-bit", "truncated", "unknown-kid", "alg-none", "alg-HS256", "alg-RS256", "bound-to-another-host",
-        "exp-in-the-past", "older-document-replayed", "another-number"])
+        "exp-in-the-past", "earlier-document-replayed", "another-number", "another-installation",
+        "json-without-document"])
 def test_untrustworthy_document_is_rejected_and_the_previous_license_kept(licensed_agent, badserver, answer,
                                                                           message):
     document = stored_document(licensed_agent)
     badserver.on(protocol.VALIDATION, answer(badserver))
     status = validate(licensed_agent)
-    assert_kept_in_grace(licensed_agent, status, document, message)
+    assert_kept_in_grace(licensed_agent, status, document, message, outcome="unconfirmed")
     assert "previous license is kept" in status["last_validation"]["message"]

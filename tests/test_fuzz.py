@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from agentproc import AgentProcess, box_agent, running, uds_call
 from mikolicd import legacy
-from mikolicd.agent import TRIAL_FIELDS
+from mikolicd.forms import FIELDS as TRIAL_FIELDS
 
 EXAMPLES = 100
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -93,15 +93,6 @@ def test_unreachable_notify_socket_reports_failure_without_raising(short_dir):
     assert notifier.ready("active") is False
 
 
-@pytest.mark.skipif(notify._sd_daemon is None, reason="systemd-python is not installed")
-def test_libsystemd_is_used_for_the_process_notify_socket(listener, monkeypatch):
-    address, sock = listener
-    monkeypatch.setenv("NOTIFY_SOCKET", address)
-    notifier = Notifier.from_env()
-    assert notifier.use_libsystemd and notifier.stopping()
-    assert received(sock) == ["STOPPING=1"]
-
-
 @pytest.mark.parametrize(("env", "expected"), [
     ({"WATCHDOG_USEC": "30000000"}, 15.0),
     ({"WATCHDOG_USEC": "2000000", "WATCHDOG_PID": str(os.getpid())}, 1.0),

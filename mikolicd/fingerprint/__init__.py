@@ -1,49 +1,26 @@
 """Host identity: read hardware ids under one root directory, hash them, and match a binding.
 
-Reading is I/O (`collect`, snapshots); hashing and `match` are pure so binding rules can be tested with
-plain values. docs/fingerprint.md says what is read and why.
+Hashing and `match` (module `binding`) are pure, so binding rules are tested with plain values and the
+pure core imports them without the readers. Reading (`collect`, the snapshot) is I/O and is loaded only
+when one of its names is used. docs/fingerprint.md says what is read and why.
 """
 from __future__ import annotations
 
-import logging
-from pathlib import Path
+from typing import Any
 
 from .binding import (COMPONENTS, HASH_KEY, STRONG, WEAK, Components, Hardware, Match, Value, components,
                       keyed_hash, match)
-from .dmi import DMI_COMPONENTS, collect_dmi
-from .host import collect_disk, collect_machine_id, collect_nics
 from .placeholders import is_placeholder
-from .snapshot import read_snapshot, write_snapshot
 
 __all__ = ["COMPONENTS", "HASH_KEY", "STRONG", "WEAK", "Components", "Hardware", "Match", "Value",
            "collect", "components", "is_placeholder", "keyed_hash", "match", "read_snapshot",
            "write_snapshot"]
 
-log = logging.getLogger(__name__)
+_READERS = {"collect": "reader", "read_snapshot": "snapshot", "write_snapshot": "snapshot"}
 
 
-def _live(root: Path, dmidecode: str, wanted: set[str]) -> Hardware:
-    """Only the readers for wanted components run, so a full snapshot spares a dmidecode call."""
-    parts = []
-    if dmi := tuple(n for n in DMI_COMPONENTS if n in wanted):
-        parts.append(collect_dmi(root, dmidecode, dmi))
-    for name, reader in (("disk_serial", collect_disk), ("nic", collect_nics), ("machine_id", collect_machine_id)):
-        if name in wanted:
-            parts.append(reader(root))
-    return Hardware({k: v for p in parts for k, v in p.values.items()},
-                    {k: v for p in parts for k, v in p.missing.items()})
-
-
-def collect(root: Path, dmidecode: str = "", snapshot: Path | None = None) -> Hardware:
-    """Snapshot values first (written by root), live reads for the rest; never raises for absent hardware."""
-    base = Hardware()
-    if snapshot is not None:
-        try:
-            base = read_snapshot(snapshot)
-        except (OSError, ValueError) as e:
-            log.warning("hardware snapshot %s unusable (%s); reading the hardware live", snapshot, e)
-    live = _live(Path(root), dmidecode, set(COMPONENTS) - set(base.values))
-    values = {**base.values, **live.values}
-    missing = {n: base.missing.get(n, why) for n, why in live.missing.items()}
-    return Hardware({n: values[n] for n in COMPONENTS if n in values},
-                    {n: missing[n] for n in COMPONENTS if n in missing})
+def __getattr__(name: str) -> Any:
+    if name in _READERS:
+        from importlib import import_module
+        return getattr(import_module(f".{_READERS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,42 +2,28 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
-import tempfile
 from pathlib import Path
 
+from .. import atomic
 from .binding import COMPONENTS, Hardware, Value
-
-log = logging.getLogger(__name__)
 
 
 def write_snapshot(hw: Hardware, path: Path) -> None:
-    """Atomic and 0600; handed to the owner of its directory so the unprivileged daemon can read it."""
+    """Atomic and 0600, handed to the owner of its directory so the unprivileged daemon can read it.
+
+    Root writes into a directory the daemon's user owns, so nothing here follows a path that user could
+    plant: the directory is opened without following symlinks, and the file is created, chowned and
+    chmodded through its own descriptor (`atomic`). A directory others may write is refused."""
     path = Path(path)
     doc = {"values": {k: list(v) if isinstance(v, tuple) else v for k, v in hw.values.items()},
            "missing": dict(hw.missing)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+    dir_fd = atomic.open_dir(path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        owner = path.parent.stat()
-        if owner.st_uid != os.geteuid():
-            try:
-                os.chown(tmp, owner.st_uid, owner.st_gid)
-            except PermissionError:
-                log.warning("cannot hand %s to uid %d: only root can; the daemon may not read it",
-                            path, owner.st_uid)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
+        st = atomic.require_private(dir_fd, path.parent)
+        owner = (st.st_uid, st.st_gid) if os.geteuid() == 0 and st.st_uid != 0 else None
+        atomic.replace(dir_fd, path.name, data, 0o600, owner)
     finally:
         os.close(dir_fd)
 

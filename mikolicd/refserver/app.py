@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import logging
 import math
+import secrets
 import signal
 import ssl
 import time
@@ -157,7 +158,11 @@ def _handler(call: Callable[[Licensing, dict], dict]) -> Handler:
             raise _bad("the body is not JSON") from None
         if not isinstance(body, dict):
             raise _bad("the body must be a JSON object")
-        return web.json_response(call(request.app[LICENSING], body))
+        licensing = request.app[LICENSING]
+        installation = body.get("installation") if isinstance(body.get("installation"), dict) else {}
+        licensing.echo = {"nonce": body.get("nonce"), "install_id": installation.get("id"),
+                          "token": secrets.token_urlsafe(16)}
+        return web.json_response(call(licensing, body))
     return handle
 
 

@@ -131,6 +131,7 @@ class Licensing:
         self.signer = signer
         self.document_ttl = document_ttl
         self.clock = clock
+        self.echo: dict = {}  # the request's nonce and installation, signed into its document
 
     def _now(self) -> int:
         return int(self.clock())
@@ -153,7 +154,7 @@ class Licensing:
     def _document(self, number: str, host: Components) -> str:
         lic = self.db.license(number)
         assert lic is not None, "the license was read in the same transaction"
-        return self.signer.sign(claims(lic, host, self._now(), self.document_ttl))
+        return self.signer.sign(dict(claims(lic, host, self._now(), self.document_ttl), **self.echo))
 
     def _touch(self, lic: LicenseRow, capture: Capture, host: Components) -> None:
         """Remember the host as it looks now, so a binding follows parts replaced one at a time."""
