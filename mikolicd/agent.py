@@ -13,11 +13,11 @@ import asyncio
 import json
 import logging
 import os
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Protocol
 
-from . import alerts, journal, offlinecode, protocol, regnum, trust, views
+from . import alerts, journal, metrics, offlinecode, protocol, regnum, trust, views
 from .clock import Clock
 from .config import Config
 from .errors import (Conflict, InputError, Kind, NotFound, ServerRefused, ServerUnreachable, StorageFailed,
@@ -95,7 +95,7 @@ class Agent:
         self.failures = 0
         self.next_check: float | None = None
         self.outcomes: Counter[str] = Counter()
-        self.latency: deque[float] = deque(maxlen=1024)  # seconds of the latest server calls
+        self.latency = metrics.LatencyHistogram()  # of every server call, for /metrics
         self._clock_noted = False
         self._ping: tuple[float, dict] | None = None
         self._ping_task: asyncio.Task | None = None
@@ -197,6 +197,18 @@ class Agent:
     def fingerprint_report(self) -> dict[str, Any]:
         return views.fingerprint(self._binding(), self.setup.hardware)
 
+    def metrics_view(self) -> metrics.MetricsView:
+        verdict, lic = self.refresh(), self.loaded.license
+        terms = tuple(metrics.ProductTerm(p.id, p.name, alerts.days_left(p.expires, verdict.judged_at)
+                                          if p.expires else None) for p in (lic.products if lic else ()))
+        counted = self.outcomes
+        v = self.state.validation
+        return metrics.MetricsView(
+            verdict.state.value, terms, max(0.0, lic.exp - verdict.judged_at) if lic else None,
+            v.at if v else None, self.next_check,
+            metrics.Validations(counted["ok"], counted["refused"] + counted["ended"], counted["unreachable"],
+                                counted["unconfirmed"]), self.latency.snapshot())
+
     def health(self) -> dict[str, Any]:
         return {"ok": True, "state": self.verdict.state.value, "pid": os.getpid(), "config": self.setup.config.source}
 
@@ -255,7 +267,7 @@ class Agent:
                           message_id=journal.SERVER_ERROR, registration_number=number)
             raise
         finally:
-            self.latency.append(max(0.0, self.clock.read().boottime - started))
+            self.latency.observe(max(0.0, self.clock.read().boottime - started))
 
     def _on_refusal(self, exc: ServerRefused, sent: Sent) -> None:
         journal.event(log, logging.WARNING, f"licensing server refused: {exc.message}", message_id=journal.SERVER_ERROR,

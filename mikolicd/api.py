@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from . import legacy, regnum
+from . import legacy, metrics, regnum
 from .agent import Agent
 from .config import Api
 from .errors import Forbidden, InputError, Kind, MikolicdError
@@ -131,6 +131,12 @@ def add_routes(router: Router, agent: Agent) -> None:
     read("/v1/license", lambda _: agent.license_view())
     read("/v1/features/{feature}", lambda r: agent.feature(number_param(r, "feature", "33")))
     read("/v1/fingerprint", lambda _: agent.fingerprint_report())
+
+    def scrape(request: Request) -> Response:
+        openmetrics = metrics.wants_openmetrics(request.headers.get("accept"))
+        return Response(200, metrics.render(agent.metrics_view(), openmetrics),
+                        metrics.CONTENT_TYPE if openmetrics else metrics.TEXT_CONTENT_TYPE)
+    router.add("GET", "/metrics", scrape)
 
     async def server(_: Request) -> Response:
         return json_response(await agent.server_check())

@@ -140,7 +140,8 @@ _REASONS = {status.value: status.phrase for status in HTTPStatus}
 
 def _head(status: int, length: int, content_type: str, keep_alive: bool) -> bytes:
     reason = _REASONS.get(status, "Status")
-    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}; charset=utf-8\r\n"
+    full = content_type if ";" in content_type else f"{content_type}; charset=utf-8"
+    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: {full}\r\n"
             f"Content-Length: {length}\r\nConnection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n").encode()
 
 

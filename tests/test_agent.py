@@ -454,3 +454,11 @@ def test_the_host_is_judged_by_the_components_it_has(tmp_path):
     moved = box.restart(hardware=OTHER_HOST)
     assert moved.agent.status()["state"] == "invalid"
     assert HOST.values != OTHER_HOST.values
+
+
+def test_metrics_count_validations_by_outcome_and_time_each_server_call(active):
+    active.server.on[protocol.VALIDATION] = unreachable()
+    active.run(active.agent.validate())
+    view = active.agent.metrics_view()
+    assert view.state == "grace" and view.validations.unreachable == 1 and view.latency.count == 2
+    assert view.offline_window_left == pytest.approx(TTL) and view.products[0].days_left is None
