@@ -5,16 +5,22 @@ import argparse
 import logging
 import ssl
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
-from mikolicd import regnum
+from mikolicd import offlinecode, regnum
 from mikolicd.config import duration
 from mikolicd.refserver.db import Database, Owner
-from mikolicd.refserver.licensing import TRIAL_DAYS, AdminError, Licensing
+from mikolicd.refserver.drift import REBIND_INTERVAL
+from mikolicd.refserver.licensing import TRIAL_DAYS, AdminError, Licensing, ProtocolError
+from mikolicd.refserver.offline import OfflineError, read_receipt, read_request
+from mikolicd.refserver.ratelimit import Limits
+from mikolicd.refserver.schema import SchemaError
 from mikolicd.refserver.signing import Signer, ensure_key
 
 ISSUED_DAYS = 365
+DOCUMENT_TTL = "14d"
+OFFLINE_TTL = "365d"
 
 
 class CliError(Exception):
@@ -47,14 +53,17 @@ def init(directory: Path) -> Signer:
     return signer
 
 
-def open_licensing(directory: Path, document_ttl: int = 14 * 86400) -> Licensing:
+def open_licensing(directory: Path, document_ttl: int = 14 * 86400,
+                   rebind_interval: int = REBIND_INTERVAL) -> Licensing:
     sd = ServerDir(directory)
     try:
         signer = Signer.load(sd.key)
-        return Licensing(Database(sd.db), signer, document_ttl)
+        return Licensing(Database(sd.db), signer, document_ttl, rebind_interval=rebind_interval)
     except FileNotFoundError:
         raise CliError(f"{directory} is not an initialised server directory (run: mikolic-server init --dir "
                        f"{directory})") from None
+    except SchemaError as exc:
+        raise CliError(f"{sd.db}: {exc}") from None
 
 
 def _listen(text: str) -> tuple[str, int]:
@@ -70,8 +79,26 @@ def _ttl(text: str) -> int:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r}: expected {exc}") from None
     if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: the document lifetime must be above zero")
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a duration above zero")
     return seconds
+
+
+def _number(text: str, low: float, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not low <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {what}")
+    return value
+
+
+def _rate(text: str) -> float:
+    return _number(text, 0, "a number of at least 0 (0 switches the limit off)")
+
+
+def _burst(text: str) -> float:
+    return _number(text, 1, "a number of at least 1")
 
 
 def _positive(text: str) -> int:
@@ -103,7 +130,30 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--tls-key", type=Path)
     srv.add_argument("--document-ttl", type=_ttl, default=_ttl("14d"), metavar="DURATION",
                      help="how long agents may use a document offline (30s, 15m, 6h, 14d or seconds)")
-    srv.add_argument("--max-rps", type=float, help="requests per second; above it 429 with Retry-After")
+    srv.add_argument("--rebind-interval", type=_ttl, default=REBIND_INTERVAL, metavar="DURATION",
+                     help="record a changed part of a seat's host at most this often (default 30d)")
+    defaults = Limits()
+    for flag, kind, what in (("--max-rps", _rate, "requests a second for the whole server"),
+                             ("--address-rps", _rate, "requests a second per client address"),
+                             ("--address-burst", _burst, "requests at once per client address"),
+                             ("--guesses-per-minute", _rate, "unknown numbers or coupons a minute per address"),
+                             ("--guess-burst", _burst, "unknown numbers or coupons at once per address"),
+                             ("--number-rps", _rate, "requests a second per registration number"),
+                             ("--number-burst", _burst, "requests at once per registration number")):
+        switch = ", 0: no limit" if kind is _rate else ""
+        srv.add_argument(flag, type=kind, default=getattr(defaults, flag[2:].replace("-", "_")), metavar="N",
+                         help=f"{what}; above it 429 with Retry-After (default %(default)g{switch})")
+    off = sub.add_parser("offline", help="answer an offline request, or accept a release receipt")
+    off.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
+    offsub = off.add_subparsers(dest="offline", required=True)
+    answer = offsub.add_parser("answer", help="print the signed document for an offline request")
+    answer.add_argument("--offline-ttl", type=_ttl, default=_ttl(OFFLINE_TTL), metavar="DURATION",
+                        help=f"how long the document may be used without any server (default {OFFLINE_TTL})")
+    answer.add_argument("--code", action="store_true", help="print it as a copy-paste code")
+    release = offsub.add_parser("release", help="free the seat named by an offline release receipt")
+    for leaf in (answer, release):
+        leaf.add_argument("--dir", type=Path, default=argparse.SUPPRESS, help="the server directory")
+        leaf.add_argument("file", metavar="FILE", help="the request or receipt: its JWS or code; - reads stdin")
     iss = sub.add_parser("issue", parents=[common], help="create a registration number and print it")
     iss.add_argument("--product", type=int, default=11)
     iss.add_argument("--feature", type=int, help="the seat feature (default: 33 for product 11)")
@@ -135,7 +185,39 @@ def _issue_days(args: argparse.Namespace) -> int | None:
     return TRIAL_DAYS if args.trial else ISSUED_DAYS
 
 
+def _read(name: str) -> str:
+    try:
+        return sys.stdin.read() if name == "-" else Path(name).read_text(encoding="ascii", errors="replace")
+    except OSError as exc:
+        raise CliError(f"cannot read {name}: {exc.strerror or exc}") from None
+
+
+def _refused(exc: ProtocolError) -> CliError:
+    prefix = f"({exc.code})"
+    return CliError(exc.message if exc.message.startswith(prefix) else f"{prefix} {exc.message}")
+
+
+def _offline(args: argparse.Namespace) -> str:
+    licensing = open_licensing(args.dir)
+    try:
+        if args.offline == "answer":
+            document = licensing.offline_answer(read_request(_read(args.file)), args.offline_ttl)
+            return offlinecode.encode(document) if args.code else document
+        receipt = read_receipt(_read(args.file))
+        licensing.offline_release(receipt)
+        return f"released the seat of {regnum.mask(str(receipt.registration_number))} held by installation " \
+               f"{receipt.install_id}"
+    except OfflineError as exc:
+        raise CliError(str(exc)) from None
+    except ProtocolError as exc:
+        raise _refused(exc) from None
+    finally:
+        licensing.db.close()
+
+
 def _run(args: argparse.Namespace) -> str:
+    if getattr(args, "dir", None) is None:
+        raise CliError("--dir D is required: the server directory")
     if args.command == "init":
         signer = init(args.dir)
         return f"initialised {args.dir} (key id {signer.kid}); agents trust {ServerDir(args.dir).trusted_keys}"
@@ -145,13 +227,16 @@ def _run(args: argparse.Namespace) -> str:
         if (args.tls_cert is None) != (args.tls_key is None):
             raise CliError("--tls-cert and --tls-key go together")
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
-        licensing = open_licensing(args.dir, args.document_ttl)
+        licensing = open_licensing(args.dir, args.document_ttl, args.rebind_interval)
         from mikolicd.refserver.app import serve  # aiohttp takes longer to import than an admin command to run
+        limits = Limits(**{f.name: getattr(args, f.name) for f in fields(Limits)})
         try:
-            serve(licensing, *args.listen, _tls(args.tls_cert, args.tls_key), args.max_rps)
+            serve(licensing, *args.listen, _tls(args.tls_cert, args.tls_key), limits)
         except OSError as exc:
             raise CliError(f"serving on {':'.join(map(str, args.listen))} failed: {exc.strerror or exc}") from None
         return ""
+    if args.command == "offline":
+        return _offline(args)
     licensing = open_licensing(args.dir)
     try:
         if args.command == "issue":
@@ -172,10 +257,11 @@ def _run(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    command = " ".join(filter(None, (args.command, getattr(args, "offline", None))))
     try:
         out = _run(args)
     except (CliError, AdminError) as exc:
-        print(f"mikolic-server {args.command}: {exc}", file=sys.stderr)
+        print(f"mikolic-server {command}: {exc}", file=sys.stderr)
         return 1
     if out:
         print(out)
