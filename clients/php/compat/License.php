@@ -118,7 +118,7 @@ class License
     }
 
     /**
-     * Take a seat of the feature; this object keeps the session for releaseFeature.
+     * Take a seat of a feature of the license; this object keeps the session for releaseFeature.
      *
      * @return array{success: bool, error: string}
      */
@@ -126,6 +126,7 @@ class License
     {
         return $this->outcome(function () use ($featureId): void {
             $feature = Client::id($featureId);
+            $this->requireInLicense($feature);
             $this->sessions[$feature] = $this->backend->capture($feature);
         });
     }
@@ -226,6 +227,17 @@ class License
             if ($outcome['success'] === false) {
                 $disable((string) $uniqid, self::DISABLED_BY_LICENSE, $outcome['error']);
             }
+        }
+    }
+
+    /**
+     * A seat is asked for only of a feature the license has (a module's, before its trial, has none): the
+     * server refuses the others with 2008, which the agent takes as the host's seat being lost.
+     */
+    private function requireInLicense(int $feature): void
+    {
+        if (!$this->backend->licenseXml('')->xpath("/license/product/feature[@id='{$feature}']")) {
+            throw new Error('not_in_license', "Failed to capture feature {$feature}, it is not in the license of this host");
         }
     }
 

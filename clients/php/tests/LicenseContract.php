@@ -179,6 +179,14 @@ abstract class LicenseContract extends TestCase
         self::assertSame(['success' => true, 'error' => ''], $license->releaseFeature(1002));
     }
 
+    public function testCapturingAFeatureOutsideTheLicenseFailsAndKeepsTheLicense(): void
+    {
+        $this->activeKey();
+        self::assertSame(['success' => false, 'error' => 'Failed to capture feature 4242, it is not in the license of this host'],
+            $this->license()->captureFeature(4242));
+        self::assertSame('active', $this->agent()->status()->state);
+    }
+
     public function testReleaseWithoutACaptureFailsWithAReason(): void
     {
         $this->activeKey();
