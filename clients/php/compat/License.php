@@ -237,7 +237,8 @@ class License
     private function requireInLicense(int $feature): void
     {
         if (!$this->backend->licenseXml('')->xpath("/license/product/feature[@id='{$feature}']")) {
-            throw new Error('not_in_license', "Failed to capture feature {$feature}, it is not in the license of this host");
+            throw new Error('not_in_license',
+                "Failed to capture feature {$feature}, it is not in the license of this host");
         }
     }
 

@@ -79,7 +79,8 @@ final class ClientTest extends TestCase
     public function testAMalformedNumberIsRefusedWithoutAskingTheServer(): void
     {
         $error = $this->refusal(fn () => $this->client->activate('MIKO-TYPO'));
-        self::assertSame(['invalid_registration_number', 400, null], [$error->getCode(), $error->status, $error->serverCode]);
+        self::assertSame(['invalid_registration_number', 400, null],
+            [$error->getCode(), $error->status, $error->serverCode]);
     }
 
     public function testANumberBoundToAnotherHostIs2008(): void
@@ -96,7 +97,8 @@ final class ClientTest extends TestCase
         $key = $this->activeKey();
         $license = $this->client->license();
         self::assertInstanceOf(LicenseInfo::class, $license);
-        self::assertSame([self::masked($key), 'active', false], [$license->registrationNumber, $license->state, $license->offline]);
+        self::assertSame([self::masked($key), 'active', false],
+            [$license->registrationNumber, $license->state, $license->offline]);
         self::assertSame(['companyname', 'contact', 'email', 'tel'], array_keys($license->owner));
         self::assertGreaterThan($license->issuedAt, $license->offlineUntil);
         [$pbx] = array_values(array_filter($license->products, fn (Product $p) => $p->id === 11));

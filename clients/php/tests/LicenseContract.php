@@ -66,7 +66,8 @@ abstract class LicenseContract extends TestCase
         self::assertFalse($info['success']);
         self::assertStringStartsWith('Failed to capture feature 33, (2008) ', $info['error']);
         self::assertSame(409, $info['code']);
-        self::assertSame('lic_FailedToCaptureFeature2008', $this->license()->translateLicenseErrorMessage($info['error']));
+        self::assertSame('lic_FailedToCaptureFeature2008',
+            $this->license()->translateLicenseErrorMessage($info['error']));
     }
 
     public function testLicenseInfoOfAMalformedKeyIsCode400(): void
@@ -182,8 +183,8 @@ abstract class LicenseContract extends TestCase
     public function testCapturingAFeatureOutsideTheLicenseFailsAndKeepsTheLicense(): void
     {
         $this->activeKey();
-        self::assertSame(['success' => false, 'error' => 'Failed to capture feature 4242, it is not in the license of this host'],
-            $this->license()->captureFeature(4242));
+        $refused = 'Failed to capture feature 4242, it is not in the license of this host';
+        self::assertSame(['success' => false, 'error' => $refused], $this->license()->captureFeature(4242));
         self::assertSame('active', $this->agent()->status()->state);
     }
 

@@ -50,7 +50,8 @@ final class LicenseOverSocketTest extends LicenseContract
         $dir = sys_get_temp_dir() . '/pbx-modules-' . getmypid();
         foreach (['ModuleLicensed' => 1006, 'ModuleUnlicensed' => 4242, 'ModuleFree' => null] as $uniqid => $feature) {
             mkdir("{$dir}/{$uniqid}", 0700, true);
-            file_put_contents("{$dir}/{$uniqid}/module.json", json_encode(array_filter(['lic_feature_id' => $feature])));
+            $description = array_filter(['lic_feature_id' => $feature]);
+            file_put_contents("{$dir}/{$uniqid}/module.json", json_encode($description));
         }
         \MikoPBX\Modules\PbxExtensionUtils::$modulesDir = $dir;
         \MikoPBX\Common\Models\PbxExtensionModules::$enabled = ['ModuleFree', 'ModuleLicensed', 'ModuleUnlicensed'];
@@ -62,7 +63,8 @@ final class LicenseOverSocketTest extends LicenseContract
             exec('rm -rf ' . escapeshellarg($dir));
         }
         $disabled = \MikoPBX\PBXCoreREST\Lib\Modules\DisableModuleAction::$disabled;
-        self::assertSame([['ModuleUnlicensed', 'DisabledByLicense']], array_map(fn ($d) => array_slice($d, 0, 2), $disabled));
+        self::assertSame([['ModuleUnlicensed', 'DisabledByLicense']],
+            array_map(fn (array $call): array => array_slice($call, 0, 2), $disabled));
         self::assertStringStartsWith('Feature 4242 is not available: ', $disabled[0][2]);
     }
 }

@@ -13,11 +13,13 @@ final class LicenseXmlTest extends TestCase
 {
     private static function license(string $company, ?string $expires): LicenseInfo
     {
+        $seat = ['id' => 33, 'name' => 'MikoPBX', 'count' => 5, 'counteach' => 0, 'captured' => 2];
         return LicenseInfo::of([
-            'registration_number' => 'MIKO-AB12C-*****-*****-*****', 'license_id' => 'l-1', 'issued_at' => 1, 'offline_until' => 2,
-            'state' => 'active', 'owner' => ['companyname' => $company, 'contact' => 'Ann', 'email' => 'a@example.test', 'tel' => '+7 1'],
+            'registration_number' => 'MIKO-AB12C-*****-*****-*****', 'license_id' => 'l-1', 'issued_at' => 1,
+            'offline_until' => 2, 'state' => 'active',
+            'owner' => ['companyname' => $company, 'contact' => 'Ann', 'email' => 'a@example.test', 'tel' => '+7 1'],
             'products' => [['id' => 11, 'name' => 'MikoPBX', 'trial' => $expires !== null, 'expires' => $expires,
-                'features' => [['id' => 33, 'name' => 'MikoPBX', 'count' => 5, 'counteach' => 0, 'captured' => 2]]]],
+                'features' => [$seat]]],
         ]);
     }
 
@@ -25,7 +27,8 @@ final class LicenseXmlTest extends TestCase
     {
         $xml = LicenseXml::of(self::license('Example LLC', '2026-03-01'), 'MIKO-AB12C-DE34F-GH56J-KL78M');
         self::assertSame(
-            '<license companyname="Example LLC" contact="Ann" email="a@example.test" tel="+7 1" key="MIKO-AB12C-DE34F-GH56J-KL78M">'
+            '<license companyname="Example LLC" contact="Ann" email="a@example.test" tel="+7 1" '
+            . 'key="MIKO-AB12C-DE34F-GH56J-KL78M">'
             . '<product id="11" name="MikoPBX" trial="1" expired="2026-03-01">'
             . '<feature id="33" name="MikoPBX" count="5" counteach="0" captured="2"/></product></license>',
             trim(preg_replace('/^<\?xml[^>]*>/', '', $xml->asXML())));

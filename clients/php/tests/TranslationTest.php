@@ -21,13 +21,13 @@ final class TranslationTest extends TestCase
     public static function messages(): array
     {
         return [
-            'coupon used' => ['Failed to activate coupon: (2041) Coupon already activated.', 'lic_FailedActivateCoupon2041'],
-            'coupon unknown' => ['Failed to activate coupon: (2040) Coupon does not exist.', 'lic_FailedActivateCoupon2040'],
+            'coupon used' => ['(2041) Coupon already activated', 'lic_FailedActivateCoupon2041'],
+            'coupon unknown' => ['(2040) Coupon does not exist', 'lic_FailedActivateCoupon2040'],
             'coupon blocked' => ['(2057) Coupon blocked', 'lic_FailedActivateCoupon2057'],
             'coupon error' => ['(2037) Coupon error', 'lic_FailedActivateCoupon2037'],
-            'trial taken' => ['Failed to get trial key: (2051) You already get trial key', 'lic_FailedToGetTrialKey2051'],
+            'trial taken' => ['Failed to get trial key: (2051) Trial already issued', 'lic_FailedToGetTrialKey2051'],
             'trial email used' => ['(2022) Trial refused', 'lic_FailedToGetTrialKey2022'],
-            'no free seat' => ['Failed to capture feature 33, (2008) No free license features seat', 'lic_FailedToCaptureFeature2008'],
+            'no free seat' => ['Failed to capture feature 33, (2008) No free seat', 'lic_FailedToCaptureFeature2008'],
             'key error' => ['(2009) License key error', 'lic_InvalidLicenseKey2009'],
             'feature expired' => ['(2011) License feature expired', 'lic_FeatureExpired2011'],
         ];

@@ -28,7 +28,8 @@ final class LegacyBackend implements Backend
     {
         $xml = simplexml_load_string(urldecode((string) $this->call('getlicenseinfo', ['key' => $key])['result']));
         if ($xml === false) {
-            throw new Error(Error::BAD_ANSWER, 'Failed to get license info: the agent answered no license XML', null, 502);
+            throw new Error(Error::BAD_ANSWER, 'Failed to get license info: the agent answered no license XML',
+                null, 502);
         }
         return $xml;
     }
