@@ -18,7 +18,7 @@ from mikolicd import build, protocol
 from mikolicd.client import LicensingClient
 from mikolicd.config import Config, Server
 from mikolicd.errors import ServerUnreachable
-from mikolicd.refserver.app import TokenBucket
+from mikolicd.refserver.ratelimit import TokenBucket
 from mikolicd.schedule import Policy
 
 from .harness import Outcome, Stage

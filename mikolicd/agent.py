@@ -26,7 +26,7 @@ from .fingerprint.binding import Components, Hardware, Match, match
 from .forms import FormError, trial_form
 from .installation import Installation
 from .jws import TrustedKeys
-from .license import DocumentError, License, read_document
+from .license import OFFLINE_REQUEST_TYPE, RELEASE_RECEIPT_TYPE, DocumentError, License, read_document
 from .lifecycle import Facts, Validation, Verdict, boundaries, evaluate, feature_status
 from .schedule import Policy
 from .store import State, Store
@@ -37,8 +37,6 @@ log = logging.getLogger("mikolicd.agent")
 CHECKPOINT_EVERY = 600.0  # seconds of boot time between clock checkpoints
 METRICS_EVERY = 86400.0
 PING_FRESH = 1.0  # GET /v1/server asks the server at most this often
-OFFLINE_REQUEST_TYPE = "mikolic-offline-request+jwt"
-RELEASE_RECEIPT_TYPE = "mikolic-release-receipt+jwt"
 
 
 class Client(Protocol):

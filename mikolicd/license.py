@@ -11,6 +11,8 @@ from .jws import JWSError, TrustedKeys, verify
 
 DOCUMENT_TYPE = "JWT"
 REFUSAL_TYPE = "mikolic-refusal+jwt"
+OFFLINE_REQUEST_TYPE = "mikolic-offline-request+jwt"  # signed by the installation's own key
+RELEASE_RECEIPT_TYPE = "mikolic-release-receipt+jwt"  # likewise
 
 
 class DocumentError(JWSError):

@@ -42,7 +42,8 @@ SERVER_TEXT = {
     COUPON_USED: "Coupon already activated",
     TRIAL_TAKEN: "You already get trial key on this host for other email/company",
     COUPON_BLOCKED: "Coupon blocked",
-    COPIED: "This installation was copied",
+    COPIED: "This installation was copied: another copy of it holds the seat. Keep it on one machine: on the "
+            "machine that should hold the seat run \"mikolicctl activate\" again, or ask for the binding to be reset",
 }
 
 # What the PBX admin can do about it.
@@ -60,9 +61,6 @@ ADVICE = {
     TRIAL_TAKEN: "A trial was already issued on this host for another e-mail or company. Activate a "
                  "purchased registration number instead, or register with the first e-mail and company.",
     COUPON_BLOCKED: "This coupon is blocked. Contact Miko support.",
-    COPIED: "Another copy of this installation (a cloned machine, a copied state directory, a restored "
-            "backup) holds the seat. Keep it on one machine: on the machine that should hold the seat run "
-            "\"mikolicctl activate\" again, or ask for the binding to be reset.",
 }
 
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
@@ -78,7 +76,10 @@ def clean_text(text: str, limit: int = MAX_TEXT) -> str:
 
 def explain(code: int | None, server_message: str) -> str:
     """The admin's message: the code in parentheses (legacy clients look for it), then what to do."""
-    text = clean_text(server_message).rstrip(".") or SERVER_TEXT.get(code or 0, "Licensing server error")
+    text = clean_text(server_message).rstrip(".")
+    if code and text.startswith(f"({code})"):
+        text = text[len(f"({code})"):].strip()  # the server's own text already names the code
+    text = text or SERVER_TEXT.get(code or 0, "Licensing server error")
     head = f"({code}) {text}" if code else text
     advice = ADVICE.get(code or 0)
     return f"{head}. {advice}" if advice else head

@@ -24,7 +24,7 @@ from mikolicd.refserver.db import Database
 from mikolicd.refserver.fields import Caller, Installation, install_id
 from mikolicd.refserver.licensing import Licensing
 from mikolicd.refserver.signing import Signer
-from mikolicd.refserver.wire import OFFLINE_REQUEST_TYPE, RELEASE_RECEIPT_TYPE
+from mikolicd.license import OFFLINE_REQUEST_TYPE, RELEASE_RECEIPT_TYPE
 
 if TYPE_CHECKING:
     from conftest import RefServer

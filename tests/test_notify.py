@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from agentproc import wait_for
-from mikolicd import notify
 from mikolicd.notify import Notifier, listen_fds, listen_fds_with_names, watchdog_interval
 
 

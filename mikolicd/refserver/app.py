@@ -24,7 +24,6 @@ from mikolicd.refserver.fields import FieldError
 from mikolicd.refserver.licensing import Licensing, ProtocolError
 from mikolicd.refserver.offline import OfflineError, Receipt, read_receipt
 from mikolicd.refserver.ratelimit import Limiter, Limits, TokenBucket
-from mikolicd.refserver.wire import COPIED, OFFLINE_RELEASE
 from mikolicd.regnum import mask
 
 __all__ = ["TokenBucket", "make_app", "serve"]  # TokenBucket: the fleet benchmark simulates the server with it
@@ -34,7 +33,7 @@ log = logging.getLogger("mikolicd.refserver")
 MAX_BODY = 64 * 1024
 STATUS = {proto.NO_FREE_SEAT: 409, proto.KEY_ERROR: 403, proto.FEATURE_EXPIRED: 403, proto.TRIAL_EMAIL_TAKEN: 409,
           proto.INVALID_NUMBER: 404, proto.COUPON_ERROR: 409, proto.COUPON_UNKNOWN: 404, proto.COUPON_USED: 409,
-          proto.TRIAL_TAKEN: 409, proto.COUPON_BLOCKED: 403, COPIED: 409}
+          proto.TRIAL_TAKEN: 409, proto.COUPON_BLOCKED: 403, proto.COPIED: 409}
 MISSES = frozenset({proto.INVALID_NUMBER, proto.COUPON_UNKNOWN})  # answers that tell a guesser it guessed wrong
 LICENSING = web.AppKey("licensing", Licensing)
 LIMITER = web.AppKey("limiter", Limiter)
@@ -83,7 +82,7 @@ CALLS: dict[str, Call] = {
                                                               fields.text(b, "session", required=True),
                                                               fields.caller(b)),
     proto.METRICS: lambda lic, b: lic.metrics(fields.number(b), fields.caller(b), fields.metrics(b)),
-    OFFLINE_RELEASE: lambda lic, b: lic.offline_release(_receipt(b)),
+    proto.OFFLINE_RELEASE: lambda lic, b: lic.offline_release(_receipt(b)),
 }
 
 

@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from mikolicd import regnum
 from mikolicd.fingerprint import Components, match
-from mikolicd.protocol import (COUPON_BLOCKED, COUPON_ERROR, COUPON_UNKNOWN, COUPON_USED, FEATURE_EXPIRED,
+from mikolicd.protocol import (COPIED, COUPON_BLOCKED, COUPON_ERROR, COUPON_UNKNOWN, COUPON_USED, FEATURE_EXPIRED,
                                INVALID_NUMBER, KEY_ERROR, NO_FREE_SEAT, SERVER_TEXT, TRIAL_EMAIL_TAKEN, TRIAL_TAKEN)
 from mikolicd.refserver.chain import Verdict, advance, judge
 from mikolicd.refserver.db import Capture, Database, FeatureRow, LicenseRow, Owner, ProductRow
@@ -26,7 +26,6 @@ from mikolicd.refserver.fields import Caller, FieldError, TrialForm
 from mikolicd.refserver.offline import OfflineRequest, Receipt
 from mikolicd.refserver.schema import fold
 from mikolicd.refserver.signing import Signer
-from mikolicd.refserver.wire import COPIED, COPIED_MESSAGE
 
 log = logging.getLogger("mikolicd.refserver")
 
@@ -227,7 +226,7 @@ class Licensing:
         verdict = judge(capture.chain, caller.installation, explicit)
         if verdict is Verdict.COPIED:
             log.warning("%s: a stale token for the seat: a copied installation", regnum.mask(lic.number))
-            raise ProtocolError(COPIED, COPIED_MESSAGE, lic.number)
+            raise ProtocolError(COPIED, f"({COPIED}) {SERVER_TEXT[COPIED]}.", lic.number)
         if verdict is Verdict.NOT_HOLDER:
             raise refusal(NO_FREE_SEAT, TAKEN_OVER, lic.number)
         if verdict is not Verdict.ROTATE:

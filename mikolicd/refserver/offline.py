@@ -12,7 +12,7 @@ from mikolicd import offlinecode
 from mikolicd.jws import JWSError, b64url_encode, verify_self_signed
 from mikolicd.refserver import fields
 from mikolicd.refserver.fields import Caller, FieldError, Installation
-from mikolicd.refserver.wire import OFFLINE_REQUEST_TYPE, RELEASE_RECEIPT_TYPE
+from mikolicd.license import OFFLINE_REQUEST_TYPE, RELEASE_RECEIPT_TYPE
 
 
 class OfflineError(ValueError):
