@@ -91,12 +91,13 @@ def make_tls(directory: Path) -> tuple[Path, dict[str, tuple[Path, Path]]]:
     now = dt.datetime.now(dt.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fault-test CA")])
-    ca = _certificate("fault-test CA", ca_key, (ca_name, ca_key), now - dt.timedelta(days=1),
+    # Valid from a month back, so a daemon whose clock is days behind still reaches the server.
+    ca = _certificate("fault-test CA", ca_key, (ca_name, ca_key), now - dt.timedelta(days=31),
                       now + dt.timedelta(days=30), ca=True)
     ca_path = directory / "ca.pem"
     ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     pairs: dict[str, tuple[Path, Path]] = {}
-    valid = (now - dt.timedelta(hours=1), now + dt.timedelta(days=30))
+    valid = (now - dt.timedelta(days=30), now + dt.timedelta(days=30))
     for mode, host, span in (("good", "127.0.0.1", valid), ("other_name", "licensing.example.com", valid),
                              ("expired", "127.0.0.1", (now - dt.timedelta(days=30), now - dt.timedelta(days=1)))):
         key = ec.generate_private_key(ec.SECP256R1())
