@@ -19,7 +19,7 @@ from .agent import Agent
 from .config import Api
 from .errors import Forbidden, InputError, Kind, MikolicdError
 from .forms import FIELDS as TRIAL_FIELDS
-from .httpserver import HTTPError, Peer, Request, Response, Router, Server, json_response
+from .httpserver import Admission, HTTPError, Peer, Request, Response, Router, Server, json_response
 from .statuses import status_of
 
 log = logging.getLogger("mikolicd.api")
@@ -180,14 +180,16 @@ def metrics_fields(body: dict) -> dict[str, str]:
     return fields
 
 
-def make_server(agent: Agent, *, tcp_host: str | None = None) -> Server:
+def make_server(agent: Agent, admission: Admission, *, tcp_host: str | None = None) -> Server:
     """A Unix socket serves both APIs; a TCP listener (`tcp_host`) serves only the legacy one, to callers
-    that look local."""
+    that look local. All listeners share one `admission`, so the connection caps count every socket;
+    admins may use the reserve of connections kept from unprivileged peers."""
     router = Router()
     if tcp_host is None:
         add_routes(router, agent)
     legacy.add_routes(router, agent, lambda request: require_admin(request, agent), tcp_host=tcp_host)
-    return Server(router, render)
+    return Server(router, render, privileged=lambda peer: is_admin(peer, agent.setup.config.api.admin_groups),
+                  admission=admission)
 
 
 def prepare_socket_path(path: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from . import api, build, config as configuration, instance, journal, legacy, regnum
 from .agent import Agent
 from .errors import MikolicdError, StorageFailed
-from .httpserver import Server
+from .httpserver import Admission, Limits, Server, open_files_limit
 from .lifecycle import Verdict
 from .notify import Notifier, listen_fds
 
@@ -57,18 +57,19 @@ class Daemon:
         self.notifier = notifier
         self.stop = asyncio.Event()
         self.servers: list[Server] = []
+        self.admission = Admission(Limits.for_open_files(open_files_limit()))
 
     async def _serve(self) -> None:
         """The JSON API only on Unix sockets (passed by systemd or bound here); license.api also on TCP."""
         inherited = listen_fds()
         unix = [s for s in inherited if s.family == socket.AF_UNIX]
-        server = api.make_server(self.agent)
+        server = api.make_server(self.agent, self.admission)
         self.servers.append(server)
         if inherited:
             for sock in unix:
                 await server.listen_socket(sock)
             for sock in (s for s in inherited if s.family != socket.AF_UNIX):
-                tcp = api.make_server(self.agent, tcp_host=str(sock.getsockname()[0]))
+                tcp = api.make_server(self.agent, self.admission, tcp_host=str(sock.getsockname()[0]))
                 self.servers.append(tcp)
                 await tcp.listen_socket(sock)
             log.info("serving on %d socket(s) passed by systemd (%d Unix with the JSON API, %d TCP with "
@@ -81,7 +82,7 @@ class Daemon:
             log.info("serving on %s", path)
         listen = legacy.compat_listen(self.config.compat)
         if listen:
-            tcp = api.make_server(self.agent, tcp_host=listen[0])
+            tcp = api.make_server(self.agent, self.admission, tcp_host=listen[0])
             self.servers.append(tcp)
             try:
                 await tcp.listen_tcp(*listen)

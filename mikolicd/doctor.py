@@ -22,16 +22,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.x509.oid import NameOID
-
 from . import fingerprint, protocol
-from .client import Answer, LicensingClient, tls_context
+from .agentclient import DEFAULT_SOCKET, AgentUnreachable, call
+from .client import Answer, LicensingClient, check_ca_file, tls_context
+from .config import DEFAULT_PATH, Api, Config, ConfigError, Server, load
 from .errors import ServerRefused, ServerUnreachable
+from .jws import load_trusted_keys
 from .schedule import Policy
-from .config import Api, ConfigError, Server, load
-from .ctl import call
 
 TIMEOUT_CAP = 10.0
 CLOCK_TOLERANCE = 300.0
@@ -114,17 +111,93 @@ def first_hop(server: Server) -> Hop:
 # ---------------------------------------------------------------------------------------------- local
 
 
-def probe_server_files(server: Server) -> list[str]:
-    """The files `[server]` names are only opened when needed, so a typo there would otherwise hide."""
-    named = (("trusted_keys", server.trusted_keys), ("ca_file", server.ca_file))
-    return [f"[server] {key} {path}" for key, path in named if path and not os.access(path, os.R_OK)]
+@dataclass(frozen=True)
+class Located:
+    """Which configuration to check and why: the admin's --config, the one the running agent names, or the
+    default path. `path` None: the agent runs on its built-in defaults."""
+
+    path: Path | None
+    origin: str
+    agent: AgentFacts | None = None
 
 
-def judge_config(source: str, unreadable: list[str]) -> Check:
-    if unreadable:
-        return Check("config", False, f"{source} names files this user cannot read: {', '.join(unreadable)}",
-                     "correct the paths, or run mikolicctl doctor as root")
-    return Check("config", True, f"{source} is valid")
+@dataclass(frozen=True)
+class AgentFacts:
+    """What the agent on a socket answered: its health and status, or why nothing answered."""
+
+    sock: Path
+    health: dict[str, Any] = field(default_factory=dict)
+    status: tuple[int, Any] | None = None
+    error: AgentUnreachable | None = None
+
+
+def probe_agent(sock: Path, timeout: float) -> AgentFacts:
+    try:
+        code, health = call(sock, "GET", "/v1/health", timeout=timeout)
+        return AgentFacts(sock, health if code == 200 else {}, call(sock, "GET", "/v1/status", timeout=timeout))
+    except AgentUnreachable as exc:
+        return AgentFacts(sock, error=exc)
+
+
+def locate(config_path: Path | None, sock: Path | None) -> Located:
+    """Without --config, ask the agent which file it runs with, so the `mikolicd dev` setup and any other
+    non-default one are checked as they run."""
+    if config_path is not None:
+        return Located(config_path, "given with --config")
+    agent = probe_agent(sock or DEFAULT_SOCKET, TIMEOUT_CAP)
+    if "config" in agent.health:
+        named = agent.health["config"]
+        builtin = not named or named == Config().source  # an agent started without a file names no path
+        return Located(None if builtin else Path(named), f"named by the agent on {agent.sock}", agent)
+    return Located(DEFAULT_PATH, f"the default; no agent on {agent.sock} named another", agent)
+
+
+@dataclass(frozen=True)
+class FileProblem:
+    verdict: str
+    fix: str
+
+
+def _unreadable(key: str, path: Path | None, exc: OSError, fix: str) -> FileProblem:
+    if isinstance(exc, PermissionError):
+        fix = "run mikolicctl doctor as root, which may read it"
+    return FileProblem(f"[server] {key} {path}: {exc.strerror or exc}", fix)
+
+
+def probe_server_files(server: Server) -> list[FileProblem]:
+    """With the daemon's own loaders: a file it would refuse at start-up fails here, for the same reason."""
+    problems = []
+    try:
+        load_trusted_keys(server.trusted_keys)
+    except OSError as exc:
+        problems.append(_unreadable("trusted_keys", server.trusted_keys, exc, "install the licensing server's "
+                                    "public key (PEM or JWKS) there, or point [server] trusted_keys at it"))
+    except ValueError as exc:  # the loader's message names the file
+        problems.append(FileProblem(f"[server] trusted_keys {exc}",
+                                    "replace it with the licensing server's public key file as the vendor ships it"))
+    try:
+        check_ca_file(server)
+    except OSError as exc:
+        problems.append(_unreadable("ca_file", server.ca_file, exc, "point [server] ca_file at a PEM CA "
+                                    "certificate, or set it to \"\" to trust the system CAs only"))
+    return problems
+
+
+def judge_config(config: Config, located: Located, problems: list[FileProblem]) -> Check:
+    detail = {"path": str(located.path) if located.path else None, "origin": located.origin}
+    if problems:
+        return Check("config", False, f"{config.source}: the daemon refuses to start with "
+                     f"{'; '.join(p.verdict for p in problems)}", "; ".join(p.fix for p in problems), detail)
+    return Check("config", True, f"{config.source} ({located.origin}) is valid and its trusted keys load",
+                 detail=detail)
+
+
+def judge_unloadable(located: Located, error: ConfigError) -> Check:
+    fix = "correct what the message names"
+    if located.path == DEFAULT_PATH and located.agent is not None:
+        fix += ("; if the agent runs with another file, pass --config FILE (for mikolicd dev: --config "
+                "DIR/mikolicd.toml), or the --socket of the running agent, which names its file")
+    return Check("config", False, str(error), fix, {"path": str(located.path), "origin": located.origin})
 
 
 @dataclass(frozen=True)
@@ -196,7 +269,7 @@ def probe_socket(path: Path) -> SocketFacts:
                        os.access(path, os.R_OK | os.W_OK))
 
 
-def judge_socket(path: Path, api: Api, found: SocketFacts) -> Check:
+def judge_socket(path: Path, api: Api, found: SocketFacts, agent: AgentFacts) -> Check:
     if found.error:
         return Check("socket", None, f"cannot inspect {path}: {found.error}", "run mikolicctl doctor as root")
     if found.mode is None:
@@ -204,6 +277,9 @@ def judge_socket(path: Path, api: Api, found: SocketFacts) -> Check:
                      "elsewhere", "systemctl start mikolicd.socket mikolicd.service, and check [api] socket")
     if not found.is_socket:
         return Check("socket", False, f"{path} is not a socket", "move it away and restart mikolicd")
+    if agent.error is not None and agent.error.stale:
+        return Check("socket", False, f"{path} is a stale socket: no agent accepts connections on it",
+                     "start mikolicd (systemctl start mikolicd); it replaces the stale file")
     problems = []
     if found.mode != api.socket_mode:
         problems.append(f"mode {found.mode:04o} where [api] socket_mode is {api.socket_mode:04o}")
@@ -216,7 +292,10 @@ def judge_socket(path: Path, api: Api, found: SocketFacts) -> Check:
         return Check("socket", False, f"{path}: {'; '.join(problems)}",
                      "restart mikolicd so it sets mode and group again (under systemd: SocketMode= and "
                      "SocketGroup= in mikolicd.socket); to use it, run as root or join the socket's group", detail)
-    return Check("socket", True, f"{path} is {found.mode:04o}, group {found.group}", detail=detail)
+    if agent.error is not None:
+        return Check("socket", False, str(agent.error), "", detail)
+    return Check("socket", True, f"{path} is {found.mode:04o}, group {found.group}, and the agent answers",
+                 detail=detail)
 
 
 def judge_fingerprint(hw: fingerprint.Hardware) -> Check:
@@ -316,30 +395,57 @@ class Peer:
 
 @dataclass(frozen=True)
 class TlsFacts:
-    peer: Peer | None
+    peer: Peer | None  # None: no handshake, or an untrusted certificate that cannot be decoded here
     error: str = ""  # empty: verified
     verify_code: int | None = None
 
 
-def _common_name(name: x509.Name) -> str:
-    cn = name.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(cn[0].value) if cn else name.rfc4514_string()
+def _name(rdns: tuple) -> str:
+    """The common name out of the `ssl` module's (((key, value),),) form."""
+    fields = dict(pair for rdn in rdns for pair in rdn)
+    return fields.get("commonName") or ", ".join(f"{k}={v}" for k, v in fields.items())
 
 
-def _signed_by(cert: x509.Certificate, cas: list[x509.Certificate]) -> bool:
-    for ca in cas:
+def _verified_peer(cert: dict[str, Any]) -> Peer:
+    """From the `ssl` module's view of a verified certificate: no extra library needed."""
+    not_after = dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(cert["notAfter"]), dt.timezone.utc)
+    return Peer(_name(cert.get("subject", ())), _name(cert.get("issuer", ())), not_after, False)
+
+
+def _untrusted_peer(der: bytes, ca_file: Path | None) -> Peer | None:
+    """A certificate the handshake refused is only available as DER; decoding it needs `cryptography`, which
+    the box need not have: without it the verdict names the verify error but not the issuer."""
+    try:
+        from cryptography import x509
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.x509.oid import NameOID
+    except ImportError:
+        return None
+
+    def common_name(name: x509.Name) -> str:
+        cn = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+        return str(cn[0].value) if cn else name.rfc4514_string()
+
+    def issued_by(ca: x509.Certificate) -> bool:
         try:
             cert.verify_directly_issued_by(ca)
             return True
         except (ValueError, TypeError, InvalidSignature):
-            continue
-    return False
+            return False
+
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        cas = x509.load_pem_x509_certificates(ca_file.read_bytes()) if ca_file else []
+    except (OSError, ValueError):
+        cas = []  # the config check reports an unloadable ca_file
+    return Peer(common_name(cert.subject), common_name(cert.issuer), cert.not_valid_after_utc,
+                any(issued_by(ca) for ca in cas))
 
 
-def _handshake(context: ssl.SSLContext, address: str, host: str, port: int, timeout: float) -> bytes:
+def _handshake(context: ssl.SSLContext, address: str, host: str, port: int, timeout: float) -> tuple[bytes, dict]:
     with socket.create_connection((address, port), timeout) as raw:
         with context.wrap_socket(raw, server_hostname=host) as tls:
-            return tls.getpeercert(binary_form=True) or b""
+            return tls.getpeercert(binary_form=True) or b"", tls.getpeercert() or {}
 
 
 def probe_tls(server: Server, address: str) -> TlsFacts:
@@ -348,52 +454,53 @@ def probe_tls(server: Server, address: str) -> TlsFacts:
     host, port = parts.hostname or "", parts.port or 443
     try:
         context = tls_context(server)
-        cas = x509.load_pem_x509_certificates(server.ca_file.read_bytes()) if server.ca_file else []
     except (OSError, ValueError) as exc:
         return TlsFacts(None, f"cannot load [server] ca_file {server.ca_file}: {exc}")
     try:
-        der, error, code = _handshake(context, address, host, port, server.timeout), "", None
+        return TlsFacts(_verified_peer(_handshake(context, address, host, port, server.timeout)[1]))
     except ssl.SSLCertVerificationError as exc:
         error, code = exc.verify_message, exc.verify_code
-        blind = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        blind.check_hostname = False
-        blind.verify_mode = ssl.CERT_NONE
-        try:
-            der = _handshake(blind, address, host, port, server.timeout)
-        except OSError as again:
-            return TlsFacts(None, f"{error}; the certificate could not be fetched: {again}", code)
     except OSError as exc:
         return TlsFacts(None, str(exc) or type(exc).__name__)
-    cert = x509.load_der_x509_certificate(der)
-    peer = Peer(_common_name(cert.subject), _common_name(cert.issuer), cert.not_valid_after_utc, _signed_by(cert, cas))
-    return TlsFacts(peer, error, code)
+    blind = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    blind.check_hostname = False
+    blind.verify_mode = ssl.CERT_NONE
+    try:
+        der = _handshake(blind, address, host, port, server.timeout)[0]
+    except OSError as again:
+        return TlsFacts(None, f"{error}; the certificate could not be fetched: {again}", code)
+    return TlsFacts(_untrusted_peer(der, server.ca_file), error, code)
 
 
 def judge_tls(host: str, found: TlsFacts, now: dt.datetime) -> Check:
     peer = found.peer
-    if peer is None:
+    if peer is None and found.verify_code is None:
         return Check("tls", False, f"TLS handshake with {host} failed: {found.error}",
                      "check that [server] url names an HTTPS port, and [server] ca_file")
-    until = peer.not_after.date().isoformat()
-    detail = {"subject": peer.subject, "issuer": peer.issuer, "not_after": peer.not_after.isoformat(),
-              "verify_error": found.error}
-    if not found.error:
+    if peer is None:
+        issuer, until, detail = "an issuer not shown here (python3-cryptography is not installed)", "?", {}
+    else:
+        issuer, until = f"\"{peer.issuer}\"", peer.not_after.date().isoformat()
+        detail = {"subject": peer.subject, "issuer": peer.issuer, "not_after": peer.not_after.isoformat()}
+    detail["verify_error"] = found.error
+    if not found.error and peer is not None:
         days = (peer.not_after - now).days
-        return Check("tls", True, f"certificate for {peer.subject} issued by \"{peer.issuer}\", valid until "
+        return Check("tls", True, f"certificate for {peer.subject} issued by {issuer}, valid until "
                      f"{until} ({days} days left), name {host} matches", detail=detail)
-    if found.verify_code in UNKNOWN_ISSUER_CODES and not peer.from_ca_file:
-        return Check("tls", False, f"the certificate for {host} is issued by \"{peer.issuer}\", which this host "
+    if found.verify_code in UNKNOWN_ISSUER_CODES and not (peer and peer.from_ca_file):
+        return Check("tls", False, f"the certificate for {host} is issued by {issuer}, which this host "
                      f"does not trust ({found.error}): TLS interception is likely",
                      "if a proxy or firewall inspects HTTPS, exempt the licensing server or add its CA "
                      "certificate as [server] ca_file; if not, someone is impersonating the server", detail)
     if found.verify_code == CERT_EXPIRED:
-        return Check("tls", False, f"the certificate for {host} expired on {until} (issuer \"{peer.issuer}\")",
+        return Check("tls", False, f"the certificate for {host} expired on {until} (issuer {issuer})",
                      "if this host's clock is right, the server's operator must renew the certificate", detail)
     if found.verify_code == HOSTNAME_MISMATCH:
-        return Check("tls", False, f"the certificate is for {peer.subject}, not {host} "
-                     f"(issuer \"{peer.issuer}\")", "check the host name in [server] url", detail)
+        subject = peer.subject if peer else "another name"
+        return Check("tls", False, f"the certificate is for {subject}, not {host} (issuer {issuer})",
+                     "check the host name in [server] url", detail)
     return Check("tls", False, f"the certificate for {host} is not accepted: {found.error} "
-                 f"(issuer \"{peer.issuer}\", valid until {until})",
+                 f"(issuer {issuer}, valid until {until})",
                  "check [server] ca_file and the server's certificate chain", detail)
 
 
@@ -485,30 +592,19 @@ def network(server: Server, environment: Mapping[str, str]) -> list[Check]:
 # --------------------------------------------------------------------------------------------- agent
 
 
-def probe_status(sock: Path, timeout: float) -> tuple[int, Any] | OSError:
-    try:
-        return call(sock, "GET", "/v1/status", timeout=timeout)
-    except OSError as exc:
-        return exc
-
-
-def judge_last_validation(sock: Path, result: tuple[int, Any] | OSError) -> Check:
-    if isinstance(result, (FileNotFoundError, ConnectionRefusedError)):
-        return skipped("last_validation", f"no agent answers on {sock}, so there is no last validation to "
-                       "show (is mikolicd running? systemctl status mikolicd)")
-    if isinstance(result, PermissionError):
-        return skipped("last_validation", f"not allowed to open {sock}: run as root or as a member of the "
-                       "socket's group")
-    if isinstance(result, OSError):
-        return Check("last_validation", False, f"the agent on {sock} did not answer: {result}",
-                     "journalctl -u mikolicd; systemctl restart mikolicd")
-    code, body = result
+def judge_last_validation(agent: AgentFacts) -> Check:
+    if agent.error is not None:
+        cause = agent.error.cause
+        if isinstance(cause, (FileNotFoundError, ConnectionRefusedError, PermissionError)):
+            return skipped("last_validation", f"no last validation to show: {agent.error}")
+        return Check("last_validation", False, str(agent.error), "journalctl -u mikolicd; systemctl restart mikolicd")
+    code, body = agent.status or (0, {})
     if code != 200:
         return Check("last_validation", False, f"the agent answered HTTP {code}: {body.get('error', body)}",
                      "journalctl -u mikolicd")
     last = body.get("last_validation")
     if not last:
-        return Check("last_validation", True, "no validation has run yet")
+        return Check("last_validation", True, f"no validation has run on this host yet (state {body.get('state')})")
     detail = dict(last)
     if last.get("outcome") == "ok":
         return Check("last_validation", True, f"the last validation at {last.get('at')} succeeded", detail=detail)
@@ -518,23 +614,38 @@ def judge_last_validation(sock: Path, result: tuple[int, Any] | OSError) -> Chec
                  f"{last.get('message') or 'no message'}", fix, detail)
 
 
-def run(config_path: Path, sock: Path | None = None) -> list[Check]:
-    """All checks, in the order support reads them; `sock` overrides `[api] socket`."""
+@dataclass(frozen=True)
+class Report:
+    """The checks, and what they were run on: the support bundle shows that configuration and asks that agent."""
+
+    checks: list[Check]
+    config: Config | None  # None: it does not load
+    sock: Path
+
+
+def examine(config_path: Path | None = None, sock: Path | None = None) -> Report:
+    """All checks, in the order support reads them. Without `config_path` the agent on `sock` (else the
+    default socket) names its configuration; `sock` overrides `[api] socket`."""
+    located = locate(config_path, sock)
     try:
-        config = load(config_path)
+        config = load(located.path) if located.path else Config()
     except ConfigError as exc:
-        return [Check("config", False, str(exc),
-                      "correct what the message names, or point --config at the agent's configuration"),
-                *(skipped(n, "the configuration does not load") for n in CHECKS[1:])]
+        return Report([judge_unloadable(located, exc), *(skipped(n, "the configuration does not load")
+                                                         for n in CHECKS[1:])], None, sock or DEFAULT_SOCKET)
     server = dataclasses.replace(config.server, timeout=min(config.server.timeout, TIMEOUT_CAP))
-    sock = sock or config.api.socket
+    sock = sock or (located.agent.sock if located.agent and not located.agent.error else config.api.socket)
+    agent = located.agent if located.agent and located.agent.sock == sock else probe_agent(sock, server.timeout)
     hardware = config.hardware
-    return [
-        judge_config(config.source, probe_server_files(config.server)),
+    return Report([
+        judge_config(config, located, probe_server_files(config.server)),
         judge_state_dir(config.storage.state_dir, probe_state_dir(config.storage.state_dir)),
-        judge_socket(sock, config.api, probe_socket(sock)),
+        judge_socket(sock, config.api, probe_socket(sock), agent),
         judge_fingerprint(fingerprint.collect(hardware.root, hardware.dmidecode, hardware.snapshot)),
         judge_proxy(server.proxy, os.environ),
         *network(server, os.environ),
-        judge_last_validation(sock, probe_status(sock, server.timeout)),
-    ]
+        judge_last_validation(agent),
+    ], config, sock)
+
+
+def run(config_path: Path | None = None, sock: Path | None = None) -> list[Check]:
+    return examine(config_path, sock).checks

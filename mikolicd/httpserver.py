@@ -1,327 +1,446 @@
-"""A small HTTP/1.1 server for the local API: asyncio transports and the llhttp parser (httptools).
+"""The local API's HTTP server: asyncio transports, timers and handlers around `httpproto`.
 
 The agent answers a handful of short JSON requests from local peers. A general web framework cost this
 daemon more memory than all its other imports together and doubled the time of a status request, so the
-server is this: parse with a well-kept C parser, bound everything a peer controls (header size and count,
-body size, time to send the headers, idle keep-alive), route, and write one response per request in order.
+server is this: the protocol rules in `httpproto`, and here only what needs the kernel or the loop —
+peer credentials read at connect time, connection caps per uid, one request handled at a time per
+connection (plain functions answered at once, coroutines in a task), reading paused while an answer is
+being made or is not being read, and a request whose client has gone not started at all.
 """
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
+import errno
 import logging
+import math
+import os
+import pwd
+import resource
+import select
 import socket
 import struct
-from collections import deque
+import time
+from collections import Counter, deque
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import Any, Awaitable, Callable
-from urllib.parse import parse_qsl, urlsplit
 
-import httptools
+from .httpproto import (CONTINUE, Close, Continue, Event, HTTPError, Limits, Peer, Refusal, Request, Response,
+                        ServerConnection, json_response, serialise)
+
+__all__ = ["Admission", "HTTPError", "Limits", "Peer", "Request", "Response", "Router", "Server", "Throttle",
+           "json_response", "peer_of", "root_or_self"]
 
 log = logging.getLogger("mikolicd.http")
 
-MAX_BODY = 64 * 1024
-MAX_HEADERS = 64
-MAX_HEAD_BYTES = 16 * 1024
-# From connect, or from its last answer, a peer has this long to send a whole request (head and body);
-# idle keep-alive connections end after it too.
-REQUEST_TIMEOUT = 10.0
-MAX_PIPELINED = 16
-LINGER = 2.0  # after the last answer, how long a peer that keeps sending is read and ignored
-BACKLOG = 512  # a burst of PHP workers connecting at once must queue, not be refused
-
-
-@dataclass(frozen=True)
-class Peer:
-    """Who is on the other end: credentials for a Unix-socket peer, an address for a TCP one."""
-
-    uid: int | None = None
-    gid: int | None = None
-    address: str | None = None
-    pid: int | None = None
-    groups: frozenset[int] = frozenset()
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-    connection: "Connection"
-    params: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def peer(self) -> Peer:
-        return self.connection.peer
-
-    @property
-    def content_type(self) -> str:
-        return self.headers.get("content-type", "").split(";")[0].strip().lower()
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    body: bytes = b""
-    content_type: str = "application/json"
-
-
-def json_response(data: Any, status: int = 200) -> Response:
-    return Response(status, json.dumps(data, ensure_ascii=False).encode())
-
-
-class HTTPError(Exception):
-    """A request the server refuses before or instead of a handler: rendered by the app's error hook."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 Handler = Callable[[Request], "Response | Awaitable[Response]"]  # plain functions answer without a task
 ErrorRenderer = Callable[[Exception, str], "Response | None"]  # an error and the path it answers
+Privileged = Callable[[Peer], bool]
+
+
+# ---------------------------------------------------------------------------------------------- routes
+@dataclass
+class _Route:
+    segments: tuple[str, ...]
+    methods: dict[str, Handler] = field(default_factory=dict)
+
+    @property
+    def placeholders(self) -> int:
+        return sum(s.startswith("{") for s in self.segments)
+
+    def match(self, parts: list[str]) -> dict[str, str] | None:
+        if len(parts) != len(self.segments):
+            return None
+        params = {}
+        for want, got in zip(self.segments, parts):
+            if want.startswith("{"):
+                if not got:
+                    return None
+                params[want[1:-1]] = got
+            elif want != got:
+                return None
+        return params
 
 
 class Router:
-    """Exact paths, or one trailing `{name}` segment, by method (`*` for any); 404 and 405 are told apart."""
+    """Paths by method (`*` for any): exact, or with `{name}` standing for any one segment anywhere in
+    the path. The most literal route that matches and takes the method wins; 404 and 405 are told apart."""
 
     def __init__(self) -> None:
-        self.exact: dict[str, dict[str, Handler]] = {}
-        self.prefixed: list[tuple[str, str, dict[str, Handler]]] = []
+        self._exact: dict[str, dict[str, Handler]] = {}
+        self._routes: list[_Route] = []  # fewest placeholders first
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
-        if pattern.endswith("}"):
-            prefix, _, name = pattern[:-1].rpartition("{")
-            entry = next((e for e in self.prefixed if e[0] == prefix), None)
-            if entry is None:
-                entry = (prefix, name, {})
-                self.prefixed.append(entry)
-            entry[2][method] = handler
-        else:
-            self.exact.setdefault(pattern, {})[method] = handler
+        if "{" not in pattern:
+            self._exact.setdefault(pattern, {})[method] = handler
+            return
+        segments = tuple(pattern.split("/"))
+        if any("{" in s and not (s.startswith("{") and s.endswith("}") and len(s) > 2) for s in segments):
+            raise ValueError(f"a placeholder must be a whole path segment such as {{id}}: {pattern}")
+        route = next((r for r in self._routes if r.segments == segments), None)
+        if route is None:
+            route = _Route(segments)
+            self._routes.append(route)
+            self._routes.sort(key=lambda r: r.placeholders)
+        route.methods[method] = handler
 
     def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
-        methods, params = self.exact.get(path), {}
-        if methods is None:
-            for prefix, name, candidates in self.prefixed:
-                rest = path[len(prefix):]
-                if path.startswith(prefix) and rest and "/" not in rest:
-                    methods, params = candidates, {name: rest}
-                    break
-        if methods is None:
+        found = [(self._exact[path], {})] if path in self._exact else []
+        parts = path.split("/")
+        found += [(route.methods, params) for route in self._routes if (params := route.match(parts)) is not None]
+        if not found:
             raise HTTPError(404, f"no such path: {path[:80]}")
-        handler = methods.get(method) or methods.get("*")
-        if handler is None:
-            raise HTTPError(405, f"{method[:10]} is not allowed here; allowed: {', '.join(sorted(methods))}")
-        return handler, params
+        for methods, params in found:
+            handler = methods.get(method) or methods.get("*")
+            if handler is not None:
+                return handler, params
+        allowed = sorted({name for methods, _ in found for name in methods})
+        raise HTTPError(405, f"{method[:10]} is not allowed here; allowed: {', '.join(allowed)}")
 
 
-def _peer(transport: asyncio.BaseTransport) -> Peer:
-    sock = transport.get_extra_info("socket")
-    if sock is not None and sock.family == socket.AF_UNIX:
+# ---------------------------------------------------------------------------------------------- peers
+SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux 4.13+; Python 3.11's socket module lacks the name
+PEERGROUPS_BYTES = 1024  # the most Python's getsockopt reads: 256 groups
+_CRED = struct.Struct("3i")
+
+
+def root_or_self(peer: Peer) -> bool:
+    """The privilege every server grants unless told otherwise: root and the daemon's own uid."""
+    return peer.uid in (0, os.getuid())
+
+
+def peer_of(sock: socket.socket) -> Peer:
+    """Read once, at accept: credentials of a Unix-socket peer, the address of a TCP one."""
+    if sock.family == socket.AF_UNIX:
         try:
-            pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                                struct.calcsize("3i")))
-            raw = sock.getsockopt(socket.SOL_SOCKET, getattr(socket, "SO_PEERGROUPS", 59), 4 * 256)
-            return Peer(uid, gid, pid=pid, groups=frozenset(struct.unpack(f"{len(raw) // 4}I", raw)))
+            pid, uid, gid = _CRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size))
+            return Peer(pid, uid, gid, _peer_groups(sock, uid, gid))
         except OSError:
-            return Peer()
-    name = transport.get_extra_info("peername")
-    return Peer(address=name[0] if isinstance(name, tuple) else None)
+            return Peer()  # gone already: a peer without credentials is allowed nothing
+    try:
+        return Peer(address=sock.getpeername()[0])
+    except OSError:
+        return Peer()
 
 
-_REASONS = {status.value: status.phrase for status in HTTPStatus}
+def _peer_groups(sock: Any, uid: int, gid: int) -> tuple[int, ...]:
+    """The supplementary groups the peer itself holds (SO_PEERGROUPS), not what /etc/group says now."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, PEERGROUPS_BYTES)
+    except OSError as exc:
+        # A kernel before 4.13, or a peer in more groups than Python can read: its user's groups stand in.
+        if exc.errno in (errno.ENOPROTOOPT, errno.ERANGE):
+            return _groups_of_user(uid, gid)
+        raise
+    return struct.unpack(f"{len(raw) // 4}I", raw)
 
 
-def _head(status: int, length: int, content_type: str, keep_alive: bool) -> bytes:
-    reason = _REASONS.get(status, "Status")
-    full = content_type if ";" in content_type else f"{content_type}; charset=utf-8"
-    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: {full}\r\n"
-            f"Content-Length: {length}\r\nConnection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n").encode()
+def _groups_of_user(uid: int, gid: int) -> tuple[int, ...]:
+    try:
+        return tuple(os.getgrouplist(pwd.getpwuid(uid).pw_name, gid))
+    except KeyError:
+        return (gid,)
 
 
+def _hung_up(sock: Any) -> bool:
+    """A Unix-socket peer that closed its end shows POLLHUP; one that only stopped sending does not."""
+    poll = select.poll()
+    poll.register(sock, 0)  # POLLHUP and POLLERR are reported whatever the mask
+    return bool(poll.poll(0))
+
+
+# ---------------------------------------------------------------------------------------------- caps
+class Admission:
+    """Open connections counted per peer uid against the caps in `Limits`: one uid holds at most
+    `max_per_uid`, and the last `reserve` of `max_connections` are only for privileged peers, so no
+    unprivileged peer, nor all of them together, can lock root out. TCP peers share one count (no uid)."""
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self._by_uid: Counter[int | None] = Counter()
+        self._total = 0
+
+    def admit(self, uid: int | None, privileged: bool) -> str | None:
+        """Count the connection in and answer None, or answer which limit it is over."""
+        if self._by_uid[uid] >= self.limits.max_per_uid:
+            return f"this user already holds {self.limits.max_per_uid} connections, the most one user may"
+        room = self.limits.max_connections - (0 if privileged else self.limits.reserve)
+        if self._total >= room:
+            whom = "" if privileged else " from users other than root and admins"
+            return f"the daemon already holds {room} connections, the most it takes{whom}"
+        self._by_uid[uid] += 1
+        self._total += 1
+        return None
+
+    def release(self, uid: int | None) -> None:
+        self._by_uid[uid] -= 1
+        if not self._by_uid[uid]:
+            del self._by_uid[uid]
+        self._total -= 1
+
+
+class Throttle:
+    """At most one report per `interval`; each report tells how many were passed over since the last."""
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic):
+        self.interval = interval
+        self.clock = clock
+        self._quiet_until = -math.inf
+        self._passed_over = 0
+
+    def due(self) -> int | None:
+        """How many were passed over since the last report if one is due now; else None (and one more)."""
+        now = self.clock()
+        if now < self._quiet_until:
+            self._passed_over += 1
+            return None
+        passed, self._quiet_until, self._passed_over = self._passed_over, now + self.interval, 0
+        return passed
+
+
+def open_files_limit() -> int:
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+# ---------------------------------------------------------------------------------------------- connections
 class Connection(asyncio.Protocol):
-    """One peer: parse requests as they arrive, answer them one at a time, in order."""
+    """One peer: its `ServerConnection`'s events acted on strictly in order, one request at a time.
+    Reading stops while an answer is being made or is not being read, so what a peer can make the daemon
+    hold is one read, the requests in it, and `Limits.write_buffer` of answers."""
 
-    def __init__(self, server: "Server"):
+    def __init__(self, server: Server, peer: Peer):
         self.server = server
-        self.parser = httptools.HttpRequestParser(self)
+        self.peer = peer
         self.transport: asyncio.Transport | None = None
-        self._peer: Peer | None = None
-        self.pending: deque[tuple[Request, bool]] = deque()
+        self.http: ServerConnection | None = None
+        self.events: deque[Event] = deque()
         self.worker: asyncio.Task | None = None
+        self.lost = False  # its slot in the server's admission is kept until its handler is done too
+        self.blocked_since: float | None = None  # when the peer stopped reading its answers
         self.timer: asyncio.TimerHandle | None = None
-        self.hanging_up = False
-        self.peer_done = False
-        self._reset()
-
-    def _reset(self) -> None:
-        self.url = b""
-        self.headers: dict[str, str] = {}
-        self.head_bytes = 0
-        self.body: list[bytes] = []
-        self.body_bytes = 0
-
-    @property
-    def peer(self) -> Peer:
-        """Asked for only by handlers that check access, so reads skip the system call."""
-        if self._peer is None and self.transport is not None:
-            self._peer = _peer(self.transport)
-        return self._peer or Peer()
+        self.timer_at: float | None = None
 
     # ---------------------------------------------------------------- transport events
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.server.connections.add(self)
-        self._arm(REQUEST_TIMEOUT)
+        self.transport.set_write_buffer_limits(high=self.server.limits.write_buffer)
+        self.http = ServerConnection(self.server.limits, self.peer, self._now())
+        self._settle()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server.connections.discard(self)
+        """A handler already running is not cancelled: a write half done would leave the state behind."""
+        self.lost = True
+        self.events.clear()
         self._disarm()
-        if self.worker is not None:
-            self.worker.cancel()
+        if self.worker is None:
+            self.server.release(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.events.extend(self._http.receive(data, self._now()))
+        self._pump()
 
     def eof_received(self) -> bool:
         """A peer that half-closes after its request still gets the answer; then the connection ends."""
-        self.peer_done = True
-        return bool(self.pending)
+        self.events.extend(self._http.receive_eof())
+        self._pump()
+        return True
 
-    def data_received(self, data: bytes) -> None:
-        if self.hanging_up:
+    def pause_writing(self) -> None:
+        self.blocked_since = self._now()
+        self._settle()
+
+    def resume_writing(self) -> None:
+        self.blocked_since = None
+        self._pump()
+
+    # ---------------------------------------------------------------- acting on events
+    def _pump(self) -> None:
+        assert self.transport is not None
+        while (self.events and self.worker is None and self.blocked_since is None
+               and not self.transport.is_closing()):
+            match self.events.popleft():
+                case Request() as request:
+                    self._dispatch(request)
+                case Continue():
+                    self.transport.write(CONTINUE)
+                case Refusal(error, path):
+                    self.transport.write(self._http.refuse(self.server.render(error, path), self._now()))
+                    if self.transport.can_write_eof():
+                        self.transport.write_eof()  # then drain: an answer closed on unread bytes may be reset
+                case Close():
+                    self.transport.close()
+        self._settle()
+
+    def _dispatch(self, request: Request) -> None:
+        assert self.transport is not None
+        if _hung_up(self.transport.get_extra_info("socket")):
+            log.debug("dropped %s %s: its client hung up before it started", request.method[:10],
+                      request.path[:80])
+            self.transport.close()
             return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserCallbackError as exc:
-            self._refuse(exc.__context__ if isinstance(exc.__context__, HTTPError)
-                         else HTTPError(400, "malformed HTTP request"))
-        except httptools.HttpParserUpgrade:
-            self._refuse(HTTPError(400, "protocol upgrades are not supported"))
-        except httptools.HttpParserError:
-            self._refuse(HTTPError(400, "malformed HTTP request"))
-
-    # ---------------------------------------------------------------- parser callbacks
-    def on_message_begin(self) -> None:
-        self._reset()
-
-    def on_url(self, url: bytes) -> None:
-        self._count(len(url))
-        self.url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value))
-        if len(self.headers) >= MAX_HEADERS:
-            raise HTTPError(431, f"more than {MAX_HEADERS} headers")
-        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
-
-    def on_headers_complete(self) -> None:
-        length = self.headers.get("content-length", "0")
-        if not length.isdigit() or int(length) > MAX_BODY:
-            raise HTTPError(413, f"request bodies are limited to {MAX_BODY // 1024} KiB")
-
-    def on_body(self, body: bytes) -> None:
-        self.body_bytes += len(body)
-        if self.body_bytes > MAX_BODY:
-            raise HTTPError(413, f"request bodies are limited to {MAX_BODY // 1024} KiB")
-        self.body.append(body)
-
-    def on_message_complete(self) -> None:
-        self._disarm()
-        if len(self.pending) >= MAX_PIPELINED:
-            raise HTTPError(429, "too many pipelined requests")
-        path, _, query = self.url.decode("latin-1").partition("?")
-        request = Request(self.parser.get_method().decode("latin-1"), urlsplit(path).path or "/",
-                          dict(parse_qsl(query, keep_blank_values=True)) if query else {}, self.headers,
-                          b"".join(self.body), self)
-        self.pending.append((request, self.parser.should_keep_alive()))
-        if self.worker is None or self.worker.done():
-            self._drain()
-
-    # ---------------------------------------------------------------- answering
-    def _open(self) -> bool:
-        return self.transport is not None and not self.transport.is_closing() and not self.hanging_up
-
-    def _drain(self) -> None:
-        """Answer queued requests in order: plain handlers at once, coroutines in a task."""
-        while self.pending and self._open():
-            result = self.server.start(self.pending[0][0])
-            if not isinstance(result, Response):
-                self.worker = asyncio.get_running_loop().create_task(self._finish(result))
-                return
-            if not self._answer(result):
-                return
-        if self._open():
-            self._arm(REQUEST_TIMEOUT)
+        result = self.server.start(request)
+        if isinstance(result, Response):
+            self._answer(result)
+        else:
+            self.worker = self.server.spawn(self._finish(result))
 
     async def _finish(self, pending: Awaitable[Response]) -> None:
-        if self._answer(await pending):
-            self._drain()
+        response = await pending
+        self.worker = None
+        if self.lost:
+            self.server.release(self)
+            return
+        self._answer(response)
+        self._pump()
 
-    def _answer(self, response: Response) -> bool:
-        """Write the answer to the oldest request; False when the connection ends with it."""
-        _request, keep_alive = self.pending.popleft()
-        keep_alive = keep_alive and not self.server.closing and not self.peer_done
-        if self._open():
-            self._write(response, keep_alive)
-        return keep_alive
-
-    def _send(self, response: Response, keep_alive: bool) -> None:
+    def _answer(self, response: Response) -> None:
         assert self.transport is not None
-        self.transport.write(_head(response.status, len(response.body), response.content_type, keep_alive)
-                             + response.body)
-
-    def _write(self, response: Response, keep_alive: bool) -> None:
-        self._send(response, keep_alive)
-        if not keep_alive:
+        self.transport.write(self._http.respond(response, self._now(), close=self.server.closing))
+        if self._http.finished:
             self.transport.close()
 
-    def _hang_up(self) -> None:
-        """Half-close, then drain: closing with unread bytes would reset the answer before the peer reads it."""
+    # ---------------------------------------------------------------- reading and time follow the state
+    def _settle(self) -> None:
         assert self.transport is not None
-        self.hanging_up = True
-        self.pending.clear()
-        if self.transport.can_write_eof():
-            self.transport.write_eof()
-        self._arm(LINGER)
+        if self.transport.is_closing():
+            return
+        if self.worker is None and self.blocked_since is None:
+            self.transport.resume_reading()
+        else:
+            self.transport.pause_reading()
+        if self.blocked_since is not None:
+            self._arm(self.blocked_since + self.server.limits.request_timeout)
+        else:
+            self._arm(self._http.deadline)
 
-    def _refuse(self, error: HTTPError) -> None:
-        """Answer a request that cannot be parsed or accepted, then hang up: the stream is out of step."""
-        if self._open():
-            self._send(self.server.render(error, self.url.decode("latin-1")), keep_alive=False)
-            self._hang_up()
-
-    def _count(self, size: int) -> None:
-        self.head_bytes += size
-        if self.head_bytes > MAX_HEAD_BYTES:
-            raise HTTPError(431, f"request line and headers are limited to {MAX_HEAD_BYTES // 1024} KiB")
-
-    def _arm(self, seconds: float) -> None:
+    def _arm(self, when: float | None) -> None:
+        if when == self.timer_at:
+            return
         self._disarm()
-        self.timer = asyncio.get_running_loop().call_later(seconds, self._expire)
+        if when is not None:
+            self.timer = asyncio.get_running_loop().call_at(when, self._expire)
+            self.timer_at = when
 
     def _disarm(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
-            self.timer = None
+        self.timer = self.timer_at = None
 
     def _expire(self) -> None:
-        if self.transport is not None and not self.pending:
-            self.transport.close()
+        assert self.transport is not None
+        self.timer = self.timer_at = None
+        if self.blocked_since is not None:
+            log.debug("cut off pid %s uid %s: it read none of its answers for %g s", self.peer.pid, self.peer.uid,
+                      self.server.limits.request_timeout)
+            self.transport.abort()
+            return
+        self.events.extend(self._http.expire(self._now()))
+        self._pump()
+
+    @property
+    def _http(self) -> ServerConnection:
+        assert self.http is not None
+        return self.http
+
+    @staticmethod
+    def _now() -> float:
+        return asyncio.get_running_loop().time()
+
+
+# ---------------------------------------------------------------------------------------------- server
+ACCEPT_RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+ACCEPT_PAUSE = 0.1  # after accept() ran out of descriptors or memory: the peer waits in the backlog meanwhile
+ACCEPT_ERROR_INTERVAL = 60.0
+
+
+class _Listener:
+    """A listening socket accepted from by the server itself rather than by asyncio, so a connection over
+    a cap is answered and closed before the next one is accepted: a flood never holds more descriptors
+    than the caps allow, and accept errors are logged by the server's own throttle."""
+
+    def __init__(self, server: Server, sock: socket.socket):
+        self.server = server
+        self.sock = sock
+        self.loop = asyncio.get_running_loop()
+        sock.setblocking(False)
+        sock.listen(server.limits.backlog)
+        self.start()
+
+    def start(self) -> None:
+        if self.sock.fileno() >= 0:
+            self.loop.add_reader(self.sock, self._ready)
+
+    def close(self) -> None:
+        if self.sock.fileno() >= 0:
+            self.loop.remove_reader(self.sock)
+            self.sock.close()
+
+    def _ready(self) -> None:
+        for _ in range(self.server.limits.backlog):  # then let other work run
+            try:
+                sock, _address = self.sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                if exc.errno not in ACCEPT_RESOURCE_ERRORS:
+                    raise
+                self._starved(exc)
+                return
+            self.server.accepted(sock)
+
+    def _starved(self, exc: OSError) -> None:
+        passed = self.server.accept_errors.due()
+        if passed is not None:
+            since = f"; {passed} more times since the last report" if passed else ""
+            log.error("cannot accept connections: %s%s (reported at most every %g s)", exc.strerror, since,
+                      self.server.accept_errors.interval)
+        self.loop.remove_reader(self.sock)
+        self.loop.call_later(ACCEPT_PAUSE, self.start)
 
 
 class Server:
-    """Routes and listeners; one instance may listen on several sockets."""
+    """Routes and listeners; one instance may listen on several sockets. Limits default to those for the
+    process's descriptor limit at construction; servers that must share the connection caps share one
+    `Admission`. `privileged` says which peers may use the reserve of connections."""
 
-    def __init__(self, router: Router, render: ErrorRenderer):
+    def __init__(self, router: Router, render: ErrorRenderer, *, limits: Limits | None = None,
+                 privileged: Privileged = root_or_self, admission: Admission | None = None):
         self.router = router
         self.render = render
+        self.limits = limits or Limits.for_open_files(open_files_limit())
+        self.admission = admission or Admission(self.limits)
+        self.privileged = privileged
+        self.accept_errors = Throttle(ACCEPT_ERROR_INTERVAL)
         self.connections: set[Connection] = set()
-        self.listeners: list[asyncio.AbstractServer] = []
+        self.tasks: set[asyncio.Task] = set()
+        self.listeners: list[_Listener] = []
         self.closing = False
+
+    def accepted(self, sock: socket.socket) -> None:
+        """Admit the connection, or tell the peer which cap it is over and close it at once."""
+        sock.setblocking(False)
+        peer = peer_of(sock)
+        refusal = self.admission.admit(peer.uid, self.privileged(peer))
+        if refusal is not None:
+            log.debug("refused a connection of pid %s uid %s: %s", peer.pid, peer.uid, refusal)
+            with contextlib.suppress(OSError):  # a small answer fits the socket's buffer, or the peer is gone
+                sock.send(serialise(self.render(HTTPError(503, refusal), ""), keep_alive=False))
+            sock.close()
+            return
+        connection = Connection(self, peer)
+        self.connections.add(connection)
+        self.spawn(asyncio.get_running_loop().connect_accepted_socket(lambda: connection, sock))
+
+    def release(self, connection: Connection) -> None:
+        """Once per connection: when it is closed and its handler, if any, is done."""
+        self.connections.discard(connection)
+        self.admission.release(connection.peer.uid)
+
+    def spawn(self, work: Awaitable[Any]) -> asyncio.Task:
+        task = asyncio.ensure_future(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
 
     def start(self, request: Request) -> Response | Awaitable[Response]:
         try:
@@ -348,27 +467,43 @@ class Server:
         return self.render(HTTPError(500, "internal error; see the journal of mikolicd"), request.path)
 
     async def listen_unix(self, path: str) -> None:
-        loop = asyncio.get_running_loop()
-        self.listeners.append(await loop.create_unix_server(lambda: Connection(self), path, backlog=BACKLOG))
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+        except OSError:
+            sock.close()
+            raise
+        self.listeners.append(_Listener(self, sock))
 
     async def listen_tcp(self, host: str, port: int) -> None:
-        loop = asyncio.get_running_loop()
-        self.listeners.append(await loop.create_server(lambda: Connection(self), host, port, backlog=BACKLOG))
+        """Every address the host name resolves to, as asyncio's create_server would."""
+        bound = []
+        try:
+            for family, kind, proto, _name, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                                          flags=socket.AI_PASSIVE):
+                sock = socket.socket(family, kind, proto)
+                bound.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+        except OSError:
+            for sock in bound:
+                sock.close()
+            raise
+        self.listeners += [_Listener(self, sock) for sock in bound]
 
     async def listen_socket(self, sock: socket.socket) -> None:
         """A listening socket handed over by systemd (socket activation), Unix or TCP."""
-        loop = asyncio.get_running_loop()
-        factory = loop.create_unix_server if sock.family == socket.AF_UNIX else loop.create_server
-        self.listeners.append(await factory(lambda: Connection(self), sock=sock, backlog=BACKLOG))
+        self.listeners.append(_Listener(self, sock))
 
     async def close(self, grace: float) -> None:
         """Stop accepting; let answers in progress finish for `grace` seconds, then cut the rest."""
         self.closing = True
         for listener in self.listeners:
             listener.close()
-        busy = [c.worker for c in self.connections if c.worker is not None and not c.worker.done()]
-        if busy:
-            await asyncio.wait(busy, timeout=grace)
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=grace)
         for connection in list(self.connections):
             if connection.transport is not None:
                 connection.transport.abort()

@@ -18,9 +18,8 @@ from mikolicd.fingerprint.dmi import parse_dump, read_dmidecode
 from hosts import (ADDR_PERM, ADDR_RANDOM, ARPHRD_NONE, HOSTS, FakeHost, arm_board, bare_metal_server, container,
                    kvm_guest)
 
-DUMPS = Path(__file__).resolve().parents[2] / "shared/fixtures/dmidecode"
-EXPECTED = json.loads((DUMPS / "expected.json").read_text()) if DUMPS.is_dir() else {}
-needs_dumps = pytest.mark.skipif(not DUMPS.is_dir(), reason=f"real dmidecode dumps not found at {DUMPS}")
+DUMPS = Path(__file__).resolve().parent / "fixtures" / "dmidecode"  # real dumps; sources in SOURCES.md
+EXPECTED = json.loads((DUMPS / "expected.json").read_text())
 DMI = ("system_uuid", "system_serial", "board_serial", "chassis_serial")
 # What the dumps print where a vendor left no real id (or an anonymiser removed it).
 PLACEHOLDERS_IN_DUMPS = {"--", " ", "None", "Not Specified", "System Serial Number", "Chassis Serial Number",
@@ -42,14 +41,12 @@ def fingerprint(host: FakeHost) -> dict:
 
 
 # ---------------------------------------------------------------------- real dmidecode dumps
-@needs_dumps
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_real_dump_parses_to_exactly_what_it_shows(name: str) -> None:
     found = parse_dump(dump_text(name))
     assert {k: found.get(k) for k in DMI} == EXPECTED[name]
 
 
-@needs_dumps
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_real_dump_yields_real_ids_and_treats_placeholders_as_missing(name: str, tmp_path: Path) -> None:
     hw = collect(tmp_path, str(DUMPS / name))
@@ -62,7 +59,6 @@ def test_real_dump_yields_real_ids_and_treats_placeholders_as_missing(name: str,
             assert hw.values[component] == shown.strip()
 
 
-@needs_dumps
 def test_dumps_of_the_same_host_from_sysfs_and_dmidecode_hash_alike(tmp_path: Path) -> None:
     """sysfs prints the UUID in lower case, dmidecode in upper case; the binding must not care."""
     host = FakeHost(tmp_path / "sysfs").dmi(product_uuid="4c4c4544-0052-4a10-8046-b2c04f313533",
@@ -105,7 +101,6 @@ def fake_command(tmp_path: Path, body: str) -> Path:
     return script
 
 
-@needs_dumps
 def test_dmidecode_command_output_is_parsed(tmp_path: Path) -> None:
     command = fake_command(tmp_path, f"exec cat '{DUMPS / 'laptop-lenovo-thinkpad.txt'}'")
     hw = collect(tmp_path / "root", str(command))

@@ -6,9 +6,15 @@ are part of the threat model, not exotic cases.
 """
 from __future__ import annotations
 
+import fcntl
 import http.client
 import json
+import shutil
 import socket
+import struct
+import subprocess
+import termios
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +23,11 @@ import psutil
 import pytest
 
 from agentproc import AgentProcess, box_agent, running, uds_call
-from mikolicd.httpserver import REQUEST_TIMEOUT, MAX_BODY
+from rawhttp import connect, read_until_closed, request
+from mikolicd import legacy
+from mikolicd.httpproto import Limits
+
+LIMITS = Limits()
 
 RSS_HEADROOM = 64 * 1024 * 1024
 CONCURRENT = 500
@@ -52,14 +62,6 @@ class Answer:
     body: bytes
 
 
-def connect(sock: Path, timeout: float) -> socket.socket:
-    """A blocking connect, as curl's would wait, so a burst beyond the listen backlog queues instead of failing."""
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    conn.connect(str(sock))
-    conn.settimeout(timeout)
-    return conn
-
-
 def read_answer(conn: socket.socket) -> Answer:
     response = http.client.HTTPResponse(conn)
     try:
@@ -77,11 +79,6 @@ def exchange(sock: Path, data: bytes, timeout: float = 10) -> Answer:
         except (BrokenPipeError, ConnectionResetError):
             pass
         return read_answer(conn)
-
-
-def request(method: str, path: str, *headers: str, body: bytes = b"") -> bytes:
-    head = "".join(f"{h}\r\n" for h in ("Host: localhost", *headers))
-    return f"{method} {path} HTTP/1.1\r\n{head}\r\n".encode() + body
 
 
 CLOSED = None
@@ -137,7 +134,7 @@ def test_path_traversal_reaches_no_file(path, target):
 @pytest.mark.parametrize("path", ["/v1/activation", "/license.api/changekey"])
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
 def test_bodies_over_64_kib_are_refused_with_413(framing, path, target):
-    body = b"a" * (MAX_BODY + 1)
+    body = b"a" * (LIMITS.max_body + 1)
     if framing == "chunked":
         payload = request("POST", path, "Transfer-Encoding: chunked",
                           body=b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
@@ -147,14 +144,6 @@ def test_bodies_over_64_kib_are_refused_with_413(framing, path, target):
     assert answer.status == 413
     assert "64 KiB" in json.dumps(json.loads(answer.body))
     target.assert_serving()
-
-
-def read_until_closed(conn: socket.socket) -> bytes:
-    """Everything the daemon sends until it closes; a connection still open at the socket timeout fails."""
-    received = b""
-    while chunk := conn.recv(65536):
-        received += chunk
-    return received
 
 
 STALLS: dict[str, bytes] = {
@@ -167,8 +156,8 @@ STALLS: dict[str, bytes] = {
 }
 
 
-def test_stalled_clients_are_cut_off_without_blocking_others(target):
-    bound = 3 * REQUEST_TIMEOUT
+def test_stalled_requests_get_408_and_idle_connections_are_closed_without_blocking_others(target):
+    bound = 3 * LIMITS.request_timeout
     stalled = {name: connect(target.agent.sock, bound) for name in STALLS}
     try:
         for name, conn in stalled.items():
@@ -178,7 +167,8 @@ def test_stalled_clients_are_cut_off_without_blocking_others(target):
     finally:
         for conn in stalled.values():
             conn.close()
-    assert [name for name, data in received.items() if data and not data.startswith(b"HTTP/1.1 408")] == []
+    assert {name: data[:12] for name, data in received.items()} == {
+        name: b"" if name == "an idle connection" else b"HTTP/1.1 408" for name in STALLS}
     target.assert_serving()
 
 
@@ -194,3 +184,48 @@ def test_500_concurrent_connections_are_all_answered(target):
             conn.close()
     assert statuses == [200] * CONCURRENT
     target.assert_serving()
+
+
+PIPELINED = 100_000  # a daemon without flow control holds all their answers: tens of MiB
+PIPELINE_RSS_BOUND = 16 * 1024 * 1024
+ATTACK_SECONDS = 60
+
+
+def unread_by_peer(conn: socket.socket) -> int:
+    """What this socket sent that its peer has not read yet (SIOCOUTQ)."""
+    return struct.unpack("i", fcntl.ioctl(conn, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+
+
+def read_by_peer(conn: socket.socket, within: float) -> bool:
+    end = time.monotonic() + within
+    while unread_by_peer(conn):
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+def test_a_peer_pipelining_status_without_reading_is_paused_and_memory_stays_bounded(target):
+    batch = request("GET", "/v1/status") * 8  # within the pipelining limit per read
+    before = target.rss()
+    with connect(target.agent.sock, timeout=5) as conn:
+        sent, paused, end = 0, False, time.monotonic() + ATTACK_SECONDS
+        while sent < PIPELINED and not paused and time.monotonic() < end:
+            conn.sendall(batch)
+            sent += 8
+            paused = not read_by_peer(conn, within=2)
+        growth = target.rss() - before
+    print(f"pipelined {sent} status requests without reading answers: daemon paused={paused}, "
+          f"RSS grew {growth / 2**20:.2f} MiB (bound {PIPELINE_RSS_BOUND / 2**20:.0f} MiB)")
+    assert paused and growth < PIPELINE_RSS_BOUND
+    target.assert_serving()
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="needs curl")
+def test_curl_expecting_100_continue_for_a_legacy_form_gets_it(target):
+    form = "feature=33&pad=" + "x" * 2048  # PHP's curl asks before a body over 1 KiB
+    done = subprocess.run(["curl", "-sS", "-v", "--unix-socket", str(target.agent.sock), "-H", "Expect: 100-continue",
+                           "-H", f"Content-Type: {legacy.FORM}", "--data-binary", form,
+                           "http://localhost/license.api/featureavailable"], capture_output=True, timeout=30)
+    assert b"< HTTP/1.1 100 Continue" in done.stderr and b"Done waiting" not in done.stderr, done.stderr
+    assert json.loads(done.stdout)
