@@ -67,3 +67,4 @@ def test_phpunit_suite_passes(suite: str, php_env: dict[str, str]) -> None:
                            str(PHP_CLIENT / "tests" / suite)],
                           cwd=PHP_CLIENT, env=php_env, capture_output=True, text=True, timeout=PHPUNIT_TIMEOUT)
     assert done.returncode == 0, f"phpunit {suite} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    print(done.stdout.strip().splitlines()[-1])  # PHPUnit's count, shown by pytest -rP
