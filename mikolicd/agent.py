@@ -37,6 +37,10 @@ log = logging.getLogger("mikolicd.agent")
 CHECKPOINT_EVERY = 600.0  # seconds of boot time between clock checkpoints
 METRICS_EVERY = 86400.0
 PING_FRESH = 1.0  # GET /v1/server asks the server at most this often
+# A module's feature refused (no free seat of it, 2008; its product ended, 2011) leaves the license as it is;
+# a revoked number or a copied installation does not. Unknown sessions are 2009 too, so releasing one ends
+# nothing but a copy.
+FEATURE_REFUSALS_ENDING = frozenset({protocol.KEY_ERROR, protocol.COPIED})
 
 
 class Client(Protocol):
@@ -190,7 +194,10 @@ class Agent:
         return views.license_view(self.loaded.license, self.refresh())
 
     def feature(self, feature_id: int) -> dict[str, Any]:
-        return views.feature(feature_status(self.refresh(), self.loaded.license, feature_id))
+        sessions = [s for s, f in self.state.sessions.items() if f == feature_id]
+        if feature_id == protocol.PBX_FEATURE and self.state.seat_session and self.state.document:
+            sessions.append(self.state.seat_session)
+        return dict(views.feature(feature_status(self.refresh(), self.loaded.license, feature_id)), sessions=sessions)
 
     def fingerprint_report(self) -> dict[str, Any]:
         return views.fingerprint(self._binding(), self.setup.hardware)
@@ -251,8 +258,10 @@ class Agent:
             body["registration_number"] = sent.number
         return body
 
-    async def _ask(self, path: str, number: str | None, **fields: Any) -> tuple[Sent, Any]:
-        """One host-scoped call. A signed refusal that ends trust is applied before the refusal is raised."""
+    async def _ask(self, path: str, number: str | None, ends_trust: frozenset[int] = trust.TRUST_ENDING,
+                   **fields: Any) -> tuple[Sent, Any]:
+        """One host-scoped call. A signed refusal of a code in `ends_trust` is applied before it is raised: a
+        call about one module's feature may be refused for that feature without ending the license."""
         sent = trust.Sent(number, self.entropy.nonce(), self.installation.id)
         body = self._body(sent, fields)
         loop = asyncio.get_running_loop()
@@ -260,7 +269,7 @@ class Agent:
         try:
             return sent, await loop.run_in_executor(None, self.setup.client.call, path, body)
         except ServerRefused as exc:
-            self._on_refusal(exc, sent)
+            self._on_refusal(exc, sent, ends_trust)
             raise
         except ServerUnreachable as exc:
             journal.event(log, logging.WARNING, f"licensing server unreachable: {exc.message}",
@@ -269,10 +278,11 @@ class Agent:
         finally:
             self.latency.observe(max(0.0, self.clock.read().boottime - started))
 
-    def _on_refusal(self, exc: ServerRefused, sent: Sent) -> None:
+    def _on_refusal(self, exc: ServerRefused, sent: Sent, ends_trust: frozenset[int]) -> None:
         journal.event(log, logging.WARNING, f"licensing server refused: {exc.message}", message_id=journal.SERVER_ERROR,
                       server_code=exc.server_code, registration_number=sent.number)
-        if sent.number is None or sent.number != self.state.registration_number or self.state.document is None:
+        if sent.number is None or sent.number != self.state.registration_number or self.state.document is None \
+                or exc.server_code not in ends_trust:
             return
         judged = trust.judge_refusal(exc.server_code, exc.refusal, sent, self.setup.keys)
         if isinstance(judged, trust.Refusal):
@@ -289,9 +299,10 @@ class Agent:
         self.loaded, self.next_check = Loaded(), None
         self.refresh()
 
-    async def _obtain(self, path: str, number: str | None, **fields: Any) -> tuple[Any, Accepted]:
+    async def _obtain(self, path: str, number: str | None, ends_trust: frozenset[int] = trust.TRUST_ENDING,
+                      **fields: Any) -> tuple[Any, Accepted]:
         """A call answered by a document, and the document if it counts (trust.judge_document)."""
-        sent, answer = await self._ask(path, number, **fields)
+        sent, answer = await self._ask(path, number, ends_trust, **fields)
         body = answer.body
         judged = trust.judge_document(body.get("document"), sent, self.setup.keys, self.setup.components,
                                       self.clock.read().wall)
@@ -351,10 +362,12 @@ class Agent:
             raise Conflict(Kind.ALREADY_LICENSED, "this host already has a license; a trial is not needed")
         async with self.server_lock:
             await self._fresh(protocol.TRIAL, None, **vars(clean), product=protocol.PBX_PRODUCT)
-        return self.status()
+        return dict(self.status(), registration_number=self.state.registration_number)  # the admin's new number
 
     async def activate(self, raw_number: object, replace_active: bool = False) -> dict:
         number = self._number(raw_number)
+        if number == self.state.registration_number and self.state.document is not None and self.refresh().usable:
+            return self.status()  # already active here: the PBX re-enters the key it has
         async with self.server_lock:
             current = self.state.registration_number
             if current and current != number and self.state.document is not None and self.refresh().usable:
@@ -408,12 +421,14 @@ class Agent:
     async def capture(self, feature: int) -> dict:
         """Take a seat of a feature. The seat feature's session is the activation's: capturing it activates."""
         number = self._require_number() if feature == protocol.PBX_FEATURE else self._require_license()
+        seat = feature == protocol.PBX_FEATURE
         async with self.server_lock:
-            answer, accepted = await self._obtain(protocol.CAPTURE, number, feature=feature)
+            answer, accepted = await self._obtain(protocol.CAPTURE, number,
+                                                  trust.TRUST_ENDING if seat else FEATURE_REFUSALS_ENDING, feature=feature)
             session = answer.body.get("session")
             if not isinstance(session, str) or not 0 < len(session) <= 128:
                 raise UntrustedAnswer(Kind.BAD_SERVER_ANSWER, "the server sent no capture session")
-            if feature == protocol.PBX_FEATURE:
+            if seat:
                 self._store_fresh(accepted, seat_session=session)
             else:
                 self._store_fresh(accepted, sessions={**self.state.sessions, session: feature})
@@ -429,7 +444,8 @@ class Agent:
                                                  "this host")
         number = self._require_number()
         async with self.server_lock:
-            await self._ask(protocol.RELEASE_FEATURE, number, feature=feature, session=session)
+            await self._ask(protocol.RELEASE_FEATURE, number, FEATURE_REFUSALS_ENDING - {protocol.KEY_ERROR},
+                            feature=feature, session=session)
             self._save(replace(self.state, sessions={k: v for k, v in self.state.sessions.items() if k != session}))
         return {"released": True, "feature": feature, "state": self.refresh().state.value}
 

@@ -462,3 +462,39 @@ def test_metrics_count_validations_by_outcome_and_time_each_server_call(active):
     view = active.agent.metrics_view()
     assert view.state == "grace" and view.validations.unreachable == 1 and view.latency.count == 2
     assert view.offline_window_left == pytest.approx(TTL) and view.products[0].days_left is None
+
+
+def test_a_module_feature_refused_for_its_own_reasons_leaves_the_license(active):
+    for code in (2008, 2011):
+        active.server.on[protocol.CAPTURE] = raising(lambda body: active.server.refusal(code, body))
+        with pytest.raises(ServerRefused):
+            active.run(active.agent.capture(1001))
+        assert active.agent.status()["state"] == "active"
+
+
+def test_releasing_an_unknown_module_session_leaves_the_license(tmp_path):
+    box = make_box(tmp_path)
+    box.server.products = [product(11, "MikoPBX", trial=False, expires=None),
+                           product(1001, "Module 1001", trial=True, expires=None)]
+    box.run(box.agent.activate(NUMBER))
+    session = box.run(box.agent.capture(1001))["session"]
+    box.server.on[protocol.RELEASE_FEATURE] = raising(lambda body: box.server.refusal(2009, body))
+    with pytest.raises(ServerRefused):
+        box.run(box.agent.release_capture(1001, session))
+    assert box.agent.status()["state"] == "active"
+
+
+def test_activating_the_number_already_active_asks_no_server(active):
+    calls = len(active.server.calls)
+    assert active.run(active.agent.activate(NUMBER.lower()))["state"] == "active"
+    assert len(active.server.calls) == calls
+
+
+def test_the_trial_answer_tells_the_admin_the_new_number_in_full(box):
+    status = box.run(box.agent.register_trial({"companyname": "A", "email": "a@b.example", "contact": "C"}))
+    assert status["registration_number"] == NUMBER
+
+
+def test_a_feature_lists_this_hosts_sessions_of_it(active):
+    session = active.run(active.agent.capture(33))["session"]
+    assert active.agent.feature(33)["sessions"] == [session]
