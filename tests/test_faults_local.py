@@ -281,7 +281,7 @@ def test_a_write_the_disk_refuses_keeps_the_old_state_and_says_why(fault, write,
     assert agent.call("POST", "/v1/activation", {"registration_number": number})[0] == 200
     kept = (agent.state / STATE).read_bytes()
     DISK_FAULTS[fault].strike(mounts, agent.state)
-    request = {"activation": ("/v1/activation", {"registration_number": number}),
+    request = {"activation": ("/v1/activation", {"registration_number": refserver.issue(), "replace": True}),
                "coupon": ("/v1/coupons", {"coupon": refserver.coupon("--days", "1")}),
                "validation": ("/v1/validation", {})}[write]
     code, body = agent.call("POST", *request)
