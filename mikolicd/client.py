@@ -97,7 +97,8 @@ def describe_transport(exc: BaseException) -> str:
         return "the licensing server's name does not resolve (DNS)"
     if _cause(exc, ConnectionRefusedError) is not None:
         return "connection refused by the licensing server"
-    if _cause(exc, errors.ConnectTimeoutError) is not None:
+    timeout = _cause(exc, errors.ConnectTimeoutError)
+    if timeout is not None and not isinstance(timeout, errors.NewConnectionError):  # a subclass, for history's sake
         return "connection to the licensing server timed out"
     if _cause(exc, errors.ReadTimeoutError) is not None:
         return "the licensing server did not answer in time"

@@ -1,6 +1,7 @@
 """The daemon under systemd's eyes: sd_notify, watchdog, reload, stop, socket activation, journal."""
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import signal
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agentproc import AgentProcess, box_agent, stopped_at_end, uds_call, wait_for
+from agentproc import AgentProcess, box_agent, free_port, stopped_at_end, uds_call, wait_for
 from hosts import pbx_box
 from mikolicd import journal
 from mikolicd.devpki import make_pki
@@ -188,3 +189,47 @@ def test_journal_entries_carry_fields_and_never_a_raw_number(agent, listener, re
     assert f"MESSAGE_ID={journal.STATE_CHANGED}" in change
     assert f"REGISTRATION_NUMBER={number[:10]}-*****-*****-*****" in change
     assert not any(number in e for e in entries)
+
+
+@pytest.mark.skipif(not shutil.which("systemd-socket-activate"), reason="systemd-socket-activate not installed")
+def test_a_tcp_socket_passed_by_systemd_serves_license_api_but_never_the_json_api(agent, tmp_path):
+    passed, port = tmp_path / "activated.sock", free_port()
+    with open(agent.log, "ab") as out:
+        proc = subprocess.Popen(["systemd-socket-activate", "-l", str(passed), "-l", f"127.0.0.1:{port}", "mikolicd",
+                                 "run", "--config", str(agent.config)], stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        wait_for(lambda: passed.exists(), 10, "the activation socket")
+        assert uds_call(passed, "GET", "/v1/status", timeout=20)[0] == 200
+        tcp = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+        tcp.request("GET", "/v1/license")
+        assert tcp.getresponse().status == 404  # the owner's details are not for every local user
+        tcp.close()
+        tcp = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+        tcp.request("GET", "/license.api/featureavailable?feature=33")
+        assert tcp.getresponse().status == 403  # served: no license here, so not available
+        tcp.close()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+
+
+def test_a_second_agent_on_the_same_state_and_socket_is_refused_naming_the_first(agent, tmp_path):
+    agent.start()
+    second = subprocess.run(["mikolicd", "run", "--config", str(agent.config)], capture_output=True, text=True,
+                            timeout=30)
+    assert second.returncode == 1 and f"pid {agent.proc.pid}" in second.stderr
+    assert agent.healthy() and agent.sock.exists()
+
+
+def test_a_second_agent_on_the_same_socket_with_its_own_state_is_refused(agent, tmp_path):
+    agent.start()
+    other = tmp_path / "other.toml"
+    other.write_text(agent.config.read_text().replace(str(agent.state), str(tmp_path / "other-state")))
+    second = subprocess.run(["mikolicd", "run", "--config", str(other)], capture_output=True, text=True, timeout=30)
+    assert second.returncode == 1 and "socket" in second.stderr and f"pid {agent.proc.pid}" in second.stderr
+    assert agent.healthy()

@@ -101,3 +101,55 @@ def test_legacy_methods_never_answer_500(agent, name, fields, how, raw, content_
                                   headers={"Content-Type": legacy.FORM if how == "form" else content_type})
     assert_answered_without_internal_error(agent, status, answer)
     assert status != 200 or {"result", "session"} & set(answer), answer
+
+
+# ------------------------------------------------------------------ structure no honest client sends
+def multipart(parts: list[tuple[str, str, bytes]], boundary: str = "fuzzboundary") -> tuple[bytes, str]:
+    """A multipart/form-data body of (name, content type, payload) parts, as curl builds one."""
+    out = b""
+    for name, kind, payload in parts:
+        out += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n"
+                f"Content-Type: {kind}\r\n\r\n").encode() + payload + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode(), f"{legacy.MULTIPART}; boundary={boundary}"
+
+
+part_types = st.sampled_from(["text/plain", "text/plain; charset=utf-8", "message/rfc822", "application/octet-stream",
+                              "multipart/mixed", "image/png", "text/html; charset=latin-1", "x/y"])
+payloads = st.binary(max_size=120) | st.sampled_from([b"\xff\xfe", b"\xed\xa0\x80", b"From: a@b\r\n\r\nbody",
+                                                       b"--fuzzboundary\r\n"])
+
+
+@FUZZ
+@given(name=st.sampled_from(sorted(legacy.METHODS)),
+       parts=st.lists(st.tuples(st.sampled_from(LEGACY_FIELDS), part_types, payloads), min_size=1, max_size=4))
+def test_structured_multipart_bodies_never_answer_500(agent, name, parts):
+    body, content_type = multipart(parts)
+    status, answer = uds_call(agent.sock, "POST", legacy.PREFIX + name, raw=body, headers={"Content-Type": content_type})
+    assert_answered_without_internal_error(agent, status, answer)
+
+
+lone_surrogates = st.sampled_from(["\\ud800", "\\udfff", "\\udc80x", "a\\ud83d"])
+
+
+@pytest.mark.parametrize("method,path", sorted(WRITES))
+@FUZZ
+@given(field=st.text(max_size=10), escape=lone_surrogates, as_key=st.booleans())
+def test_json_with_invalid_unicode_is_refused_with_400(agent, method, path, field, escape, as_key):
+    text = json.dumps(field)[1:-1]
+    body = (f'{{"{text}{escape}": "x"}}' if as_key else f'{{"{sorted(WRITES[(method, path)] or {"x"})[0]}": '
+            f'"{text}{escape}"}}').encode()
+    status, answer = uds_call(agent.sock, method, path, raw=body, headers={"Content-Type": "application/json"},
+                              timeout=10)
+    assert status == 400 and answer["error"]["code"] == "invalid_json", answer
+
+
+@pytest.mark.parametrize("depth", [10, 100, 30_000])
+def test_deep_nesting_is_refused_with_400(agent, depth):
+    body = ('{"registration_number": ' + "[" * depth + "]" * depth + "}").encode()
+    status, answer = uds_call(agent.sock, "POST", "/v1/activation", raw=body,
+                              headers={"Content-Type": "application/json"}, timeout=10)
+    assert (status, answer["error"]["code"]) == (400, "invalid_json") and "nested" in answer["error"]["message"]
+
+
+def test_no_fuzzed_input_left_an_error_traceback_in_the_log(agent):
+    assert "Traceback" not in agent.log_text() and "<3>" not in agent.log_text()

@@ -30,7 +30,7 @@ from conftest import RefServer
 from hosts import pbx_box
 from mikolicd.config import Compat
 from mikolicd.agentclient import UnixConnection
-from mikolicd.legacy import compat_listen, license_xml
+from mikolicd.legacy import FORM, compat_listen, license_xml
 
 PHP = Path(__file__).with_name("php")
 NOBODY = 65534
@@ -406,3 +406,25 @@ def test_tcp_listener_serves_only_the_legacy_api(pbx, port):
         assert conn.getresponse().status == 404
     finally:
         conn.close()
+
+
+# ---------------------------------------------------------------------- web pages cannot drive it
+@pytest.mark.parametrize("headers, refused_for", [
+    ({"Host": "attacker.example:8223"}, "Host"),
+    ({"Host": "attacker.example"}, "Host"),
+    ({"Host": "127.0.0.1", "Origin": "http://attacker.example"}, "Origin"),
+    ({"Host": "127.0.0.1", "Origin": "null"}, "Origin"),
+    ({"Host": "localhost", "Referer": "http://attacker.example/page"}, "Referer"),
+], ids=["dns-rebinding", "dns-rebinding-no-port", "cross-site-form", "sandboxed-page", "cross-site-referer"])
+def test_what_a_web_page_makes_a_browser_send_is_refused_over_tcp(tcp, headers, refused_for):
+    for method, body in (("getlicenseinfo", None), ("changekey", b"key="), ("capturefeature?feature=33", b"")):
+        status, answer = tcp.http("POST", f"/license.api/{method}", body,
+                                  dict(headers, **{"Content-Type": FORM}))
+        assert status == 403 and refused_for in answer["error"], answer
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}", "[::1]:{port}", "127.0.0.1"])
+def test_a_local_program_naming_this_host_is_served_over_tcp(tcp, port, host):
+    status, answer = tcp.http("GET", "/license.api/featureavailable?feature=1", None,
+                              {"Host": host.format(port=port), "Referer": f"http://127.0.0.1:{port}/admin"})
+    assert status == 403 and answer["error"].startswith("Feature 1 is not available")
