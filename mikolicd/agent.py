@@ -531,15 +531,24 @@ class Agent:
         self.refresh()
 
     # --------------------------------------------------------------------------------- offline
-    def offline_request(self) -> dict:
-        """A request an air-gapped box's admin carries to the vendor; only the latest can be answered."""
-        number = self._require_number()
+    def offline_request(self, raw_number: object = None) -> dict:
+        """A request an air-gapped box's admin carries to the vendor; only the latest can be answered. A box
+        that never reached a server names its number here; it is then known, not yet activated (pending)."""
+        number = self._number(raw_number) if raw_number is not None else self._require_number()
+        current = self.state.registration_number
+        if current and number != current and self.state.document is not None and self.refresh().usable:
+            raise Conflict(Kind.NUMBER_ACTIVE, f"{regnum.mask(current)} is active on this host: release it "
+                           "before asking for another number offline")
         nonce, now = self.entropy.nonce(), self.clock.read()
         claims = {"registration_number": number, "host": {"components": self.setup.components}, "nonce": nonce,
                   "iat": int(self.judged_at(now)), "install_id": self.installation.id,
                   "description": os.uname().nodename[:64]}
         request = self.installation.sign(claims, OFFLINE_REQUEST_TYPE)
-        self._save(replace(self.state, offline_nonce=nonce))
+        changes: dict[str, Any] = {"registration_number": number} if number != current else {}
+        if changes and self.state.document is not None:
+            changes.update(document=None, seat_session=None, sessions={})  # the old number's license had ended
+            self.loaded = Loaded()
+        self._save(replace(self.state, offline_nonce=nonce, **changes))
         return {"request": request, "code": offlinecode.encode(request)}
 
     def apply_offline(self, response: object) -> dict:

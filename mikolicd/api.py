@@ -168,7 +168,7 @@ def add_routes(router: Router, agent: Agent) -> None:
 
     def offline_request(request: Request) -> Response:
         require_admin(request, agent)  # it spends the nonce a waiting answer was made for
-        return json_response(agent.offline_request())
+        return json_response(agent.offline_request(request.query.get("registration_number")))
     router.add("GET", "/v1/offline/request", offline_request)
 
 

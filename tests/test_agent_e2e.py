@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import shutil
 import subprocess
 import time
 
 import pytest
 
-from agentproc import AgentProcess, box_agent, free_port, stopped_at_end
+from agentproc import AgentProcess, box_agent, free_port, stopped_at_end, wait_for
+from mikolicd.agentclient import UnixConnection
 from hosts import pbx_box
 
 NO_SERVER = f"https://127.0.0.1:{free_port()}"  # nothing listens: any server call fails with 503
@@ -183,3 +185,50 @@ def test_unreadable_ca_file_stops_start_up_with_its_name(tmp_path, refserver):
     done = subprocess.run(["mikolicd", "run", "--config", str(agent.config)], capture_output=True, text=True,
                           timeout=30)
     assert done.returncode == 2 and "[server] ca_file" in done.stderr and "No such file" in done.stderr
+
+
+def test_a_license_ending_soon_warns_and_each_threshold_is_journaled_once(agent_factory, refserver):
+    number = refserver.issue("--days", "4")  # ends on the 4th day from today: 5 days left, counting today
+    agent = agent_factory().start()
+    status = agent.call("POST", "/v1/activation", {"registration_number": number})[1]
+    warning = next(w for w in status["warnings"] if w["code"] == "expires_soon")
+    assert (warning["product"], warning["days"]) == (11, 5)
+    announced = "day(s) or less left"
+    assert agent.log_text().count(announced) == 2  # 30 and 7 days crossed, 1 not yet
+    agent.stop()
+    agent.start()
+    assert agent.status()["warnings"][0]["code"] == "expires_soon"
+    assert agent.log_text().count(announced) == 2
+
+
+def test_metrics_parse_with_prometheus_own_parser_and_name_no_secret(agent_factory, refserver):
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+    number = refserver.issue()
+    agent = agent_factory().start()
+    assert agent.call("POST", "/v1/activation", {"registration_number": number})[0] == 200
+    conn = UnixConnection(agent.sock, 10)
+    conn.request("GET", "/metrics")
+    response = conn.getresponse()
+    text = response.read().decode()
+    conn.close()
+    assert response.getheader("Content-Type").startswith("application/openmetrics-text")
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert {"mikolicd_license_state", "mikolicd_license_remaining_seconds", "mikolicd_offline_window_remaining_seconds",
+            "mikolicd_last_validation_timestamp_seconds", "mikolicd_next_validation_timestamp_seconds",
+            "mikolicd_validations", "mikolicd_server_request_duration_seconds", "mikolicd_build"} <= set(families)
+    active = [s for s in families["mikolicd_license_state"].samples if s.labels["state"] == "active"]
+    assert active[0].value == 1
+    assert number not in text and number[5:10] not in text
+    assert not re.search(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}|@|MIKO(UPD)?-", text, re.IGNORECASE)
+
+
+def test_the_number_the_closed_daemon_kept_is_activated_once_and_journaled(agent_factory, refserver, tmp_path):
+    number = refserver.issue()
+    key_file = tmp_path / "nats_cache" / "license.key"
+    key_file.parent.mkdir()
+    key_file.write_text(number.lower() + "\n")
+    agent = agent_factory(extra=f'\n[compat]\nkey_file = "{key_file}"\n').start()
+    status = wait_for(lambda: (s := agent.status())["state"] == "active" and s, 30, "the imported number")
+    assert status["registration_number"].startswith(number[:10])
+    assert "activated the registration number found in [compat] key_file" in agent.log_text()
+    assert number not in agent.log_text()

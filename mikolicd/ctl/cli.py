@@ -85,6 +85,12 @@ def _bundle_options(p: argparse.ArgumentParser) -> None:
     _config_option(p)
 
 
+def _offline_request_options(p: argparse.ArgumentParser) -> None:
+    _output_option(offline.DEFAULT_REQUEST, "the request")(p)
+    p.add_argument("--number", metavar="NUMBER", help="the registration number to activate, for a box that "
+                   "never reached the licensing server (default: the number this host already has)")
+
+
 AGENT_ERROR = (FAILED, "the agent answered an error")
 COMMANDS = (
     Command("status", "the license state, masked number, last and next check, host binding, products",
@@ -135,10 +141,11 @@ COMMANDS = (
             ((OK, "no check failed"), (FAILED, "a check failed: its line says the fix")),
             _config_option, agent=False),
     Command("offline request", "write this host's offline activation request and print it as a code",
-            offline.request, ("mikolicctl offline request --output /media/usb/request.txt",),
+            offline.request, ("mikolicctl offline request --output /media/usb/request.txt",
+                              "mikolicctl offline request --number MIKO-7KQ2P-4RT9M-X2C8V-ZD3HJ   # a new box"),
             ((OK, "the request is written and its code printed"), AGENT_ERROR,
              (FILE_ERROR, "the output file cannot be written; nothing was asked")),
-            _output_option(offline.DEFAULT_REQUEST, "the request")),
+            _offline_request_options),
     Command("offline apply", "install the answer to an offline request: a file, a code, or - for standard input",
             offline.apply,
             ("mikolicctl offline apply /media/usb/response.txt",

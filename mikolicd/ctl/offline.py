@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from urllib.parse import quote
 import sys
 from pathlib import Path
 
@@ -20,7 +21,8 @@ _PATHLIKE = re.compile(r"[./~]")  # never in a code, often in a file name
 
 def request(ctl: Invocation, args: argparse.Namespace) -> int:
     with PrivateFile(args.output, "the offline request") as out:
-        answer = ctl.require("GET", "/v1/offline/request")
+        query = f"?registration_number={quote(args.number)}" if args.number else ""
+        answer = ctl.require("GET", f"/v1/offline/request{query}")
         out.write(f"{answer['request']}\n")
     ctl.show({**answer, "file": str(args.output)}, answer["code"])
     if not ctl.json:
