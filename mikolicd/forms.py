@@ -29,6 +29,14 @@ class TrialForm:
     description: str = ""
 
 
+def _unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def problems(raw: Mapping[str, object]) -> list[FormError]:
     """Every problem at once, so an admin fixes the form in one go."""
     found = [FormError(name, f"unknown field {name[:40]!r}; the fields are {', '.join(FIELDS)}")
@@ -41,6 +49,8 @@ def problems(raw: Mapping[str, object]) -> list[FormError]:
             found.append(FormError(name, f"{name} must be a string"))
         elif len(value) > MAX_TEXT:
             found.append(FormError(name, f"{name} is longer than {MAX_TEXT} characters"))
+        elif not _unicode(value):
+            found.append(FormError(name, f"{name} is not valid Unicode text (a lone surrogate)"))
         elif name in REQUIRED and not value.strip():
             found.append(FormError(name, f"{name} is required for a trial"))
         elif name == "email" and not EMAIL.fullmatch(value.strip()):

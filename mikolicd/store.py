@@ -121,17 +121,17 @@ class Store:
     def __init__(self, directory: Path):
         self.directory = directory
 
+    def _not_a_directory(self) -> StorageFailed:
+        return StorageFailed(f"[storage] state_dir {self.directory} is not a directory (a file or a symlink is "
+                             "in its place, or on its path): move it away or point state_dir at a directory")
+
     def _dir(self) -> int:
         """The directory, created 0700 when missing; a file or a symlink in its place is refused."""
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             return atomic.open_dir(self.directory)
-        except FileExistsError:
-            raise StorageFailed(f"[storage] state_dir {self.directory} is not a directory: move the file away "
-                                "or point state_dir at a directory") from None
-        except NotADirectoryError:
-            raise StorageFailed(f"[storage] state_dir {self.directory}: a part of the path is a file or a "
-                                "symlink, not a directory") from None
+        except (FileExistsError, NotADirectoryError):
+            raise self._not_a_directory() from None
         except OSError as exc:
             raise StorageFailed(f"[storage] state_dir {self.directory}: {exc.strerror}") from None
 
@@ -150,8 +150,7 @@ class Store:
         except FileNotFoundError:
             return None
         except NotADirectoryError:
-            raise StorageFailed(f"[storage] state_dir {self.directory} is not a directory: move the file away "
-                                "or point state_dir at a directory") from None
+            raise self._not_a_directory() from None
         except OSError as exc:
             raise StorageFailed(f"cannot read {name} in {self.directory}: {exc.strerror}") from None
 

@@ -21,7 +21,8 @@ from nacl.signing import SigningKey
 from mikolicd.fingerprint import keyed_hash
 from mikolicd.jws import b64url_decode, b64url_encode, sign
 from mikolicd.refserver.db import Database
-from mikolicd.refserver.fields import Caller, Installation, install_id
+from mikolicd.installation import install_id
+from mikolicd.refserver.fields import Caller, Installation
 from mikolicd.refserver.licensing import Licensing
 from mikolicd.refserver.signing import Signer
 from mikolicd.license import OFFLINE_REQUEST_TYPE, RELEASE_RECEIPT_TYPE

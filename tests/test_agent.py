@@ -300,12 +300,18 @@ def test_releasing_the_seats_session_is_a_release_and_nothing_rebinds_it(active)
     assert active.agent.feature(33)["available"] is False
 
 
-def test_a_module_capture_survives_a_restart_and_is_given_back_once(tmp_path):
+@pytest.fixture
+def with_module(tmp_path) -> tuple[Box, str]:
+    """Active with a module (1001) whose seat this host captured: the box and the session."""
     box = make_box(tmp_path)
     box.server.products = [product(11, "MikoPBX", trial=False, expires=None),
                            product(1001, "Module 1001", trial=True, expires=None)]
     box.run(box.agent.activate(NUMBER))
-    session = box.run(box.agent.capture(1001))["session"]
+    return box, box.run(box.agent.capture(1001))["session"]
+
+
+def test_a_module_capture_survives_a_restart_and_is_given_back_once(with_module):
+    box, session = with_module
     again = box.restart()
     assert again.run(again.agent.release_capture(1001, session))["released"] is True
     with pytest.raises(NotFound):
@@ -472,12 +478,8 @@ def test_a_module_feature_refused_for_its_own_reasons_leaves_the_license(active)
         assert active.agent.status()["state"] == "active"
 
 
-def test_releasing_an_unknown_module_session_leaves_the_license(tmp_path):
-    box = make_box(tmp_path)
-    box.server.products = [product(11, "MikoPBX", trial=False, expires=None),
-                           product(1001, "Module 1001", trial=True, expires=None)]
-    box.run(box.agent.activate(NUMBER))
-    session = box.run(box.agent.capture(1001))["session"]
+def test_releasing_an_unknown_module_session_leaves_the_license(with_module):
+    box, session = with_module
     box.server.on[protocol.RELEASE_FEATURE] = raising(lambda body: box.server.refusal(2009, body))
     with pytest.raises(ServerRefused):
         box.run(box.agent.release_capture(1001, session))

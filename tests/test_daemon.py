@@ -9,6 +9,8 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -155,18 +157,16 @@ def _quietly(fn, *args):
         pass
 
 
-@pytest.mark.skipif(not shutil.which("systemd-socket-activate"), reason="systemd-socket-activate not installed")
-def test_socket_activation_serves_on_the_passed_socket(agent, tmp_path):
-    passed = tmp_path / "activated.sock"
+@contextmanager
+def socket_activated(agent: AgentProcess, *listen: str) -> Iterator[None]:
+    """`mikolicd run` under systemd-socket-activate, which binds `listen` and passes the sockets; stopped by
+    its process group afterwards."""
     with open(agent.log, "ab") as out:
-        proc = subprocess.Popen(["systemd-socket-activate", "-l", str(passed), "mikolicd", "run", "--config",
-                                 str(agent.config)], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(["systemd-socket-activate", *(a for spec in listen for a in ("-l", spec)), "mikolicd",
+                                 "run", "--config", str(agent.config)], stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     try:
-        wait_for(lambda: passed.exists(), 10, "the activation socket")
-        code, status = uds_call(passed, "GET", "/v1/status", timeout=20)
-        assert code == 200 and status["state"] == "unlicensed"
-        assert not agent.sock.exists()  # the daemon used the passed socket, not its own
-        assert "passed by systemd" in agent.log_text()
+        yield
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -174,6 +174,21 @@ def test_socket_activation_serves_on_the_passed_socket(agent, tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             raise
+
+
+needs_socket_activate = pytest.mark.skipif(not shutil.which("systemd-socket-activate"),
+                                           reason="systemd-socket-activate not installed")
+
+
+@needs_socket_activate
+def test_socket_activation_serves_on_the_passed_socket(agent, tmp_path):
+    passed = tmp_path / "activated.sock"
+    with socket_activated(agent, str(passed)):
+        wait_for(lambda: passed.exists(), 10, "the activation socket")
+        code, status = uds_call(passed, "GET", "/v1/status", timeout=20)
+        assert code == 200 and status["state"] == "unlicensed"
+        assert not agent.sock.exists()  # the daemon used the passed socket, not its own
+        assert "passed by systemd" in agent.log_text()
 
 
 def test_journal_entries_carry_fields_and_never_a_raw_number(agent, listener, refserver):
@@ -191,14 +206,10 @@ def test_journal_entries_carry_fields_and_never_a_raw_number(agent, listener, re
     assert not any(number in e for e in entries)
 
 
-@pytest.mark.skipif(not shutil.which("systemd-socket-activate"), reason="systemd-socket-activate not installed")
+@needs_socket_activate
 def test_a_tcp_socket_passed_by_systemd_serves_license_api_but_never_the_json_api(agent, tmp_path):
     passed, port = tmp_path / "activated.sock", free_port()
-    with open(agent.log, "ab") as out:
-        proc = subprocess.Popen(["systemd-socket-activate", "-l", str(passed), "-l", f"127.0.0.1:{port}", "mikolicd",
-                                 "run", "--config", str(agent.config)], stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    try:
+    with socket_activated(agent, str(passed), f"127.0.0.1:{port}"):
         wait_for(lambda: passed.exists(), 10, "the activation socket")
         assert uds_call(passed, "GET", "/v1/status", timeout=20)[0] == 200
         tcp = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
@@ -209,13 +220,6 @@ def test_a_tcp_socket_passed_by_systemd_serves_license_api_but_never_the_json_ap
         tcp.request("GET", "/license.api/featureavailable?feature=33")
         assert tcp.getresponse().status == 403  # served: no license here, so not available
         tcp.close()
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
 
 
 def test_a_second_agent_on_the_same_state_and_socket_is_refused_naming_the_first(agent, tmp_path):

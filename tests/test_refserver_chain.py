@@ -10,7 +10,8 @@ from mikolicd.jws import load_trusted_keys, verify
 from mikolicd.license import REFUSAL_TYPE
 from mikolicd.refserver.chain import Chain, Verdict, advance, judge
 from mikolicd.refserver.db import Owner
-from mikolicd.refserver.fields import Installation, TrialForm
+from mikolicd.forms import TrialForm
+from mikolicd.refserver.fields import Installation
 from mikolicd.refserver.licensing import ProtocolError
 
 from conftest import RefServer

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mikolicd.refserver.db import Database
-from mikolicd.refserver.fields import TrialForm
+from mikolicd.forms import TrialForm
 from mikolicd.refserver.licensing import Licensing, ProtocolError
 from mikolicd.refserver.schema import VERSION, SchemaError
 from mikolicd.refserver.signing import ensure_key

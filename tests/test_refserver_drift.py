@@ -9,7 +9,7 @@ import pytest
 
 from mikolicd.refserver.db import Owner
 from mikolicd.refserver.drift import REBIND_INTERVAL, Bound, follow
-from mikolicd.refserver.fields import TrialForm
+from mikolicd.forms import TrialForm
 from mikolicd.refserver.licensing import ProtocolError
 
 from refclient import HOST_PARTS, Agent, Box, Connection, caller, in_process, new_host, trial_form

@@ -140,5 +140,5 @@ def test_a_missing_token_is_the_first_request_of_an_installation():
 
 def test_field_errors_name_their_field():
     with pytest.raises(FieldError) as caught:
-        fields.trial_form({"companyname": "c", "email": "e@x", "contact": ""})
+        fields.trial_form({"companyname": "c", "email": "e@x.example", "contact": ""})
     assert caught.value.field == "contact"

@@ -5,11 +5,13 @@ limit, which the server answers with 400 so the agent reports a refusal of that 
 """
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 
+from mikolicd import forms
 from mikolicd.fingerprint import Components
+from mikolicd.forms import TrialForm
+from mikolicd.installation import install_id
 from mikolicd.jws import MAX_TOKEN, b64url_decode, b64url_encode
 
 MAX_TEXT = 256
@@ -48,21 +50,6 @@ class Caller:
     @property
     def install_id(self) -> str:
         return self.installation.id
-
-
-@dataclass(frozen=True)
-class TrialForm:
-    companyname: str
-    email: str
-    contact: str
-    tel: str = ""
-    inn: str = ""
-    description: str = ""
-
-
-def install_id(key: bytes) -> str:
-    """The id that belongs to a public key: the first 32 hex digits of SHA-256 of its 32 raw bytes."""
-    return hashlib.sha256(key).hexdigest()[:32]
 
 
 def _string(value: object, name: str, limit: int = MAX_TEXT) -> str:
@@ -166,15 +153,11 @@ def caller(body: dict) -> Caller:
 
 
 def trial_form(body: dict) -> TrialForm:
-    form = TrialForm(text(body, "companyname", required=True), text(body, "email", required=True),
-                     text(body, "contact", required=True), text(body, "tel"), text(body, "inn"),
-                     text(body, "description"))
-    if "@" not in form.email:
-        raise FieldError("email", "email must be an e-mail address")
-    inn = form.inn.strip()
-    if inn and not (inn.isdigit() and 10 <= len(inn) <= 12):
-        raise FieldError("inn", "inn must be 10 to 12 digits")
-    return form
+    """The agent's own rules (`mikolicd.forms`): what one refuses, the other refuses too."""
+    try:
+        return forms.trial_form({name: body[name] for name in forms.FIELDS if name in body})
+    except forms.FormError as exc:
+        raise FieldError(exc.field, str(exc)) from None
 
 
 def metrics(body: dict) -> dict[str, str]:

@@ -22,7 +22,8 @@ from mikolicd.protocol import (COPIED, COUPON_BLOCKED, COUPON_ERROR, COUPON_UNKN
 from mikolicd.refserver.chain import Verdict, advance, judge
 from mikolicd.refserver.db import Capture, Database, FeatureRow, LicenseRow, Owner, ProductRow
 from mikolicd.refserver.drift import REBIND_INTERVAL, follow
-from mikolicd.refserver.fields import Caller, FieldError, TrialForm
+from mikolicd.forms import TrialForm
+from mikolicd.refserver.fields import Caller, FieldError
 from mikolicd.refserver.offline import OfflineRequest, Receipt
 from mikolicd.refserver.schema import fold
 from mikolicd.refserver.signing import Signer
