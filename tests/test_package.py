@@ -165,6 +165,8 @@ def test_package_installs_the_commands_units_and_configuration(installed):
     ("systemd/catalog/mikolicd.catalog", "/usr/lib/systemd/catalog/mikolicd.catalog"),
     ("etc/mikolicd.toml", "/etc/mikolicd/mikolicd.toml"),
     ("etc/trusted_keys.pem", "/etc/mikolicd/trusted_keys.pem"),
+    ("clients/php/src/Client.php", "/usr/share/php/Mikolicd/Client.php"),
+    ("clients/php/compat/License.php", "/usr/share/php/MikoPBX/Service/License.php"),
 ])
 def test_installed_files_are_the_project_files_as_they_are(installed, source, target):
     assert Path(target).read_bytes() == (ROOT / source).read_bytes()
