@@ -170,6 +170,10 @@ def run(config_path: Path | None) -> int:
     except instance.AlreadyRunning as exc:
         log.error("cannot start: %s", exc)
         return 1
+    except (FileExistsError, NotADirectoryError):
+        log.error("cannot start: [storage] state_dir %s is not a directory (a file is in its place or on its "
+                  "path): move it away or point state_dir at a directory", cfg.storage.state_dir)
+        return 1
     except OSError as exc:
         log.error("cannot start: [storage] state_dir %s: %s", cfg.storage.state_dir, exc.strerror or exc)
         return 1

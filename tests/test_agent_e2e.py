@@ -232,3 +232,22 @@ def test_the_number_the_closed_daemon_kept_is_activated_once_and_journaled(agent
     assert status["registration_number"].startswith(number[:10])
     assert "activated the registration number found in [compat] key_file" in agent.log_text()
     assert number not in agent.log_text()
+
+
+def test_a_state_directory_that_is_a_file_stops_start_up_naming_the_key(tmp_path, refserver):
+    pbx_box(tmp_path / "hw", 5151)
+    agent = AgentProcess(tmp_path, "file-state", refserver.url, refserver.trusted_keys, refserver.ca, tmp_path / "hw")
+    agent.state.write_text("not a directory")
+    done = subprocess.run(["mikolicd", "run", "--config", str(agent.config)], capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 1 and "[storage] state_dir" in done.stderr and "not a directory" in done.stderr
+    assert "Errno" not in done.stderr and "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_a_missing_trusted_keys_file_stops_start_up_saying_what_to_install(tmp_path, refserver):
+    pbx_box(tmp_path / "hw", 5152)
+    agent = AgentProcess(tmp_path, "no-keys", refserver.url, tmp_path / "missing.pem", refserver.ca, tmp_path / "hw")
+    done = subprocess.run(["mikolicd", "run", "--config", str(agent.config)], capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 2 and "[server] trusted_keys" in done.stderr
+    assert "install the licensing server's public key" in done.stderr and done.stderr.count("\n") == 1
