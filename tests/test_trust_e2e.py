@@ -179,3 +179,23 @@ def test_editing_the_state_after_a_revocation_extends_nothing(agents, refserver)
     box.start()
     assert box.status()["state"] in ("pending", "invalid")
     assert box.call("GET", "/v1/features/33")[1]["available"] is False
+
+
+def test_containers_sharing_one_machine_id_cannot_share_a_seat(base, refserver):
+    """No DMI, no disk, veth only: the machine-id is all each container reports, and it is the same."""
+    number = refserver.issue("--seats", "1")
+    roots = [base / f"container-{i}" for i in range(2)]
+    for root in roots:
+        (root / "etc").mkdir(parents=True)
+        (root / "etc" / "machine-id").write_text("5f0c7a3e9b2d4c8aa1b2c3d4e5f60718\n")
+    agents = [AgentProcess(base, f"container-agent-{i}", refserver.url, refserver.trusted_keys, refserver.ca, root)
+              for i, root in enumerate(roots)]
+    try:
+        first, second = (activated(agent, number) for agent in agents)
+        assert validation(second)["state"] == "active"
+        status = validation(first)
+        assert status["state"] == "invalid" and status["last_validation"]["server_code"] == 2008
+        assert any(w["code"] == "fingerprint_degraded" for w in second.status()["warnings"])
+    finally:
+        for agent in agents:
+            agent.stop()
