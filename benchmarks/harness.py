@@ -1,10 +1,10 @@
 """What every benchmark needs: a stage with the reference server and real daemons, clients, statistics.
 
-All traffic stays on 127.0.0.1 and Unix sockets; every process started here is stopped by its pid.
+The daemons and the reference server run from a non-editable install in the stage (`install.py`). All
+traffic stays on 127.0.0.1 and Unix sockets; every process started here is stopped by its pid.
 """
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
@@ -18,16 +18,18 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from .install import ROOT, install
+
 sys.path.insert(0, str(ROOT / "tests"))
-BIN = Path(sys.executable).parent
-os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 
 from agentproc import AgentProcess, free_port, listening, wait_for  # noqa: E402  (test helpers live beside the tests)
 from hosts import pbx_box  # noqa: E402
 
 from mikolicd.devpki import make_pki  # noqa: E402
 
+# systemd starts the daemon without these; set here (a CI image's CA bundle, say) they would load a whole
+# CA file into every daemon of the run
+UNIT_LACKS = ("SSL_CERT_FILE", "SSL_CERT_DIR")
 STATUS_REQUEST = b"GET /v1/status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
 IO_TIMEOUT = 10.0
 START_TIMEOUT = 20.0
@@ -37,18 +39,19 @@ START_TIMEOUT = 20.0
 class Scale:
     """How much work each benchmark does: the full run, or the short one CI runs."""
 
+    status_rounds: int = 5
+    status_seconds: float = 1.5
     latency_rounds: int = 10
     latency_block: int = 400
-    throughput_seconds: float = 10.0
     memory_status: int = 100_000
     memory_validations: int = 1_000
-    startup_runs: int = 7
-    idle_seconds: float = 30.0
+    startup_runs: int = 15
+    idle_seconds: float = 60.0
     watchdog_usec: int = 30_000_000
     fleet_agents: int = 100_000
 
 
-QUICK = Scale(latency_rounds=3, latency_block=150, throughput_seconds=1.0, memory_status=3_000,
+QUICK = Scale(status_rounds=2, status_seconds=0.3, latency_rounds=3, latency_block=150, memory_status=3_000,
               memory_validations=30, startup_runs=2, idle_seconds=3.0, watchdog_usec=2_000_000,
               fleet_agents=5_000)
 
@@ -98,38 +101,6 @@ def timed_requests(path: Path, count: int) -> list[float]:
     return samples
 
 
-async def async_request(path: Path) -> None:
-    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), IO_TIMEOUT)
-    try:
-        writer.write(STATUS_REQUEST)
-        reply = await asyncio.wait_for(reader.read(), IO_TIMEOUT)
-    finally:
-        writer.close()
-    if not reply.startswith(b"HTTP/1.1 200"):
-        raise OSError(f"unexpected reply: {reply[:80]!r}")
-
-
-async def hammer(path: Path, clients: int, *, seconds: float | None = None, total: int | None = None
-                 ) -> tuple[int, int]:
-    """`clients` concurrent loops of new-connection requests until time or count runs out: (done, errors)."""
-    done = errors = 0
-    deadline = time.monotonic() + (seconds if seconds is not None else 3600.0)
-    budget = total if total is not None else sys.maxsize
-
-    async def client() -> None:
-        nonlocal done, errors, budget
-        while budget > 0 and time.monotonic() < deadline:
-            budget -= 1
-            try:
-                await async_request(path)
-                done += 1
-            except (OSError, asyncio.TimeoutError):
-                errors += 1
-
-    await asyncio.gather(*(client() for _ in range(clients)))
-    return done, errors
-
-
 def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGTERM)
@@ -174,7 +145,9 @@ class NotifyListener(AbstractContextManager):
 
 @dataclass
 class Stage:
-    """A scratch directory with a test CA, one reference server, and daemons on fake PBX hosts."""
+    """A scratch directory with the installed package, a test CA, the reference server, and daemons on a
+    fake PBX host. While the stage is open the installed bin directory leads PATH and the environment
+    is a unit's (UNIT_LACKS)."""
 
     base: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mikolicd-bench-")))
     url: str = ""
@@ -182,14 +155,28 @@ class Stage:
     agents: list[AgentProcess] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.pki = make_pki(self.base / "pki")
-        self.server_dir = self.base / "server"
-        self.admin("init")
-        self.hw = self.base / "hw"
-        pbx_box(self.hw, 7)
+        self.saved = {name: os.environ.get(name) for name in ("PATH", *UNIT_LACKS)}
+        try:
+            self.bin = install(self.base / "install")
+            os.environ["PATH"] = f"{self.bin}{os.pathsep}{self.saved['PATH'] or ''}"
+            for name in UNIT_LACKS:
+                os.environ.pop(name, None)
+            self.pki = make_pki(self.base / "pki")
+            self.server_dir = self.base / "server"
+            self.admin("init")
+            self.hw = self.base / "hw"
+            pbx_box(self.hw, 7)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def python(self) -> Path:
+        """The installed environment's interpreter, for baselines that must start exactly as the daemon does."""
+        return self.bin / "python"
 
     def admin(self, *args: str) -> str:
-        done = subprocess.run([str(BIN / "mikolic-server"), args[0], "--dir", str(self.server_dir), *args[1:]],
+        done = subprocess.run([str(self.bin / "mikolic-server"), args[0], "--dir", str(self.server_dir), *args[1:]],
                               capture_output=True, text=True, timeout=30, check=True)
         return done.stdout.strip()
 
@@ -198,7 +185,7 @@ class Stage:
         port = free_port()
         with open(self.base / f"server-{port}.log", "ab") as log:
             proc = subprocess.Popen(
-                [str(BIN / "mikolic-server"), "serve", "--dir", str(self.server_dir), "--listen",
+                [str(self.bin / "mikolic-server"), "serve", "--dir", str(self.server_dir), "--listen",
                  f"127.0.0.1:{port}", "--tls-cert", str(self.pki.cert), "--tls-key", str(self.pki.key),
                  *serve_args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.servers.append(proc)
@@ -223,6 +210,12 @@ class Stage:
             raise RuntimeError(f"activation failed: {body}")
         return made
 
+    def restarted(self, source: AgentProcess, name: str, url: str | None = None) -> AgentProcess:
+        """A second daemon holding `source`'s license, as a box has it after a reboot."""
+        made = self.agent(name, url)
+        shutil.copytree(source.state, made.state)
+        return made
+
     def close(self) -> None:
         for made in self.agents:
             try:
@@ -231,8 +224,13 @@ class Stage:
                 pass
         for proc in self.servers:
             stop_process(proc)
+        for name, value in self.saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-__all__ = ["QUICK", "AgentProcess", "NotifyListener", "Outcome", "Scale", "Stage", "hammer", "median", "percentile",
+__all__ = ["QUICK", "AgentProcess", "NotifyListener", "Outcome", "Scale", "Stage", "median", "percentile",
            "request_once", "stop_process", "timed_requests", "wait_for"]

@@ -1,36 +1,14 @@
-"""Targets 1-3: status over the socket against a canned-reply server, while a validation hangs, under load."""
+"""Target 3: status latency on one daemon while another, holding the same license, waits on a silent server."""
 from __future__ import annotations
 
-import asyncio
-import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
-from contextlib import contextmanager
-from collections.abc import Iterator
 from pathlib import Path
 
-from .harness import (ROOT, AgentProcess, Outcome, Scale, Stage, hammer, median, percentile, request_once,
-                      stop_process, timed_requests, wait_for)
+from .harness import AgentProcess, Outcome, Scale, Stage, percentile, timed_requests, wait_for
 
 WARM_UP = 100
-THROUGHPUT_CLIENTS = 50
-
-
-@contextmanager
-def canned_server(stage: Stage, reply: bytes) -> Iterator[Path]:
-    """The minimal server, in its own process like the daemon, serving the daemon's own status reply."""
-    sock, reply_file = stage.base / "canned.sock", stage.base / "canned.reply"
-    reply_file.write_bytes(reply)
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.canned", str(sock), str(reply_file)], cwd=ROOT)
-    try:
-        wait_for(lambda: sock.exists() or proc.poll() is not None, 10, "the canned server")
-        yield sock
-    finally:
-        stop_process(proc)
-        sock.unlink(missing_ok=True)
 
 
 def interleaved(subject: Path, baseline: Path, scale: Scale) -> tuple[list[float], list[float]]:
@@ -47,17 +25,6 @@ def interleaved(subject: Path, baseline: Path, scale: Scale) -> tuple[list[float
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f} ms"
-
-
-def status_latency(stage: Stage, agent: AgentProcess, scale: Scale) -> Outcome:
-    with canned_server(stage, request_once(agent.sock)) as canned:
-        daemon, base = interleaved(agent.sock, canned, scale)
-    ratio = median(daemon) / median(base)
-    return Outcome("1. status latency, new connection (median vs canned server)", f"{ratio:.2f}x", "<= 1.5x",
-                   ratio <= 1.5,
-                   f"daemon median {ms(median(daemon))} p99 {ms(percentile(daemon, 0.99))}; canned median "
-                   f"{ms(median(base))} p99 {ms(percentile(base, 0.99))}; p99 ratio "
-                   f"{percentile(daemon, 0.99) / percentile(base, 0.99):.2f}x; {len(daemon)} requests each")
 
 
 class BlackHole:
@@ -93,9 +60,7 @@ class BlackHole:
 def stuck_validation(stage: Stage, idle: AgentProcess, scale: Scale) -> Outcome:
     """The same license on a second daemon whose server never answers; validations kept in flight throughout."""
     hole = BlackHole()
-    stuck = stage.agent("stuck", url=hole.url)
-    shutil.copytree(idle.state, stuck.state)
-    stuck.start()
+    stuck = stage.restarted(idle, "stuck", hole.url).start()
     done = threading.Event()
     rounds: list[float] = []
 
@@ -119,22 +84,8 @@ def stuck_validation(stage: Stage, idle: AgentProcess, scale: Scale) -> Outcome:
         hole.close()
         worker.join(10)
     ratio = percentile(busy, 0.99) / percentile(quiet, 0.99)
-    return Outcome("2. status p99 while a validation hangs (vs idle p99)", f"{ratio:.2f}x", "<= 1.5x",
+    return Outcome("3. status p99 while a validation hangs (vs idle p99)", f"{ratio:.2f}x", "<= 1.5x",
                    ratio <= 1.5,
                    f"stuck p99 {ms(percentile(busy, 0.99))}, idle p99 {ms(percentile(quiet, 0.99))}; "
                    f"{len(hole.held)} connections held by the silent server, "
                    f"{len(rounds)} validation rounds ended while measuring")
-
-
-def throughput(stage: Stage, agent: AgentProcess, scale: Scale) -> Outcome:
-    def rate(path: Path) -> tuple[float, int]:
-        start = time.monotonic()
-        done, errors = asyncio.run(hammer(path, THROUGHPUT_CLIENTS, seconds=scale.throughput_seconds))
-        return done / (time.monotonic() - start), errors
-
-    with canned_server(stage, request_once(agent.sock)) as canned:
-        base_rps, base_errors = rate(canned)
-    rps, errors = rate(agent.sock)
-    return Outcome(f"3. {THROUGHPUT_CLIENTS} concurrent clients for {scale.throughput_seconds:g} s",
-                   f"{rps:.0f} req/s, {errors} errors", "0 errors", errors == 0 and rps > 0,
-                   f"{rps / base_rps:.2f}x the canned server's {base_rps:.0f} req/s ({base_errors} errors there)")
