@@ -10,18 +10,13 @@ listen address), and it carries no `Origin` and no cross-site `Referer` (DNS reb
 """
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 import socket
-import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote
-
-from email import message_from_bytes
-from email.policy import HTTP
 from urllib.parse import urlsplit
 
 from . import protocol, regnum
@@ -55,6 +50,7 @@ class Failure(Exception):
 
 # ---------------------------------------------------------------------- where it listens
 def _loopback(address: str) -> bool:
+    import ipaddress  # only with a TCP listener, which is off by default
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     mapped = getattr(ip, "ipv4_mapped", None)
     return ip.is_loopback or (mapped is not None and mapped.is_loopback)
@@ -137,6 +133,8 @@ def check_local_caller(request: Request, listen_host: str) -> None:
 # ---------------------------------------------------------------------- request and answer
 def _multipart(request: Request) -> Fields:
     """PHP's curl sends an array of fields as multipart/form-data; the standard e-mail parser reads it."""
+    from email import message_from_bytes  # 1 MiB, for the rare caller that sends multipart
+    from email.policy import HTTP
     message = message_from_bytes(f"Content-Type: {request.headers.get('content-type', '')}\r\n\r\n".encode()
                                  + request.body, policy=HTTP)
     try:
@@ -193,6 +191,7 @@ def _text(value: str) -> str:
 
 def license_xml(view: dict[str, Any], key: str) -> str:
     """The license as the PBX parses it: one product element per product, its features inside."""
+    import xml.etree.ElementTree as ET  # noqa: N817 - only legacy callers ask for XML
     owner = view["owner"]
     root = ET.Element("license", {name: _text(owner.get(name, "")) for name in ("companyname", "contact", "email",
                                                                                  "tel")} | {"key": key})

@@ -4,14 +4,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from . import config as configuration, daemon, fingerprint, instance
+from . import config as configuration, fingerprint, instance  # the daemon: by the commands that run it
 from .exits import (FAILED, FILE_ERROR, INTERRUPTED, OK, PIPE_CLOSED, USAGE, Failure, emit, file_failure, guarded,
                     ArgumentParser, help_table, merged)
 
@@ -60,6 +58,9 @@ def _dev_directory(directory: Path) -> Path:
 
 def dev(directory: Path) -> int:
     """A reference server on 127.0.0.1 and the agent, everything under one directory."""
+    import signal  # with subprocess, for dev only: collect-hardware starts faster without
+    import subprocess
+
     missing = [name for name in DEV_NEEDS if importlib.util.find_spec(name) is None]
     if missing:
         raise Failure(f"dev needs {' and '.join(missing)}, the extras of mikolicd dev: pip install -e '.[dev]' "
@@ -123,6 +124,7 @@ Try, in another terminal:
   curl --unix-socket {sock} http://localhost/v1/status
 Stop with Ctrl-C.
 """)
+    from . import daemon
     return daemon.run(cfg_path)
 
 
@@ -194,6 +196,7 @@ def _main(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     if args.command == "collect-hardware":
         return collect_hardware(args.config, args.output)
+    from . import daemon
     daemon.leave(daemon.run(args.config) if args.command == "run" else dev(args.dir))
     return OK
 

@@ -1,12 +1,8 @@
 """DMI ids: sysfs first (what the kernel decoded), else `dmidecode` text parsed with py-dmidecode."""
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 from urllib.parse import quote, unquote
-
-from dmidecode import DMIParse
 
 from .binding import Hardware
 from .placeholders import is_placeholder
@@ -55,6 +51,7 @@ def normalise_dump(text: str) -> str:
 
 def parse_dump(text: str) -> dict[str, str]:
     """The raw DMI ids a dump shows, keyed by component; a component without a record or field is absent."""
+    from dmidecode import DMIParse  # compiles its patterns on import; sysfs or the snapshot usually suffice
     parsed = DMIParse(normalise_dump(text))
     found: dict[str, str] = {}
     for name, (dmi_type, key) in DMIDECODE_FIELD.items():
@@ -67,6 +64,8 @@ def parse_dump(text: str) -> dict[str, str]:
 
 def read_dmidecode(source: str, timeout: float = DMIDECODE_TIMEOUT) -> tuple[str | None, str]:
     """(text, "") or (None, why): a saved dump is read, anything executable is run without a shell."""
+    import shutil  # with subprocess, only when sysfs lacks an id: collect-hardware starts faster without
+    import subprocess
     path = Path(source)
     try:
         if path.is_file():
