@@ -70,6 +70,7 @@ int main(int argc, char **argv) {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     strncpy(addr.sun_path, argv[1], sizeof addr.sun_path - 1);
     int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    unlink(addr.sun_path); /* a socket left by an earlier run */
     if (bind(listener, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(listener, 512) != 0) {
         perror("cserver: listen");
         return 1;

@@ -40,16 +40,21 @@ def interpreter() -> str:
     return sys.executable
 
 
-def install(base: Path) -> Path:
-    """Build and install into `base`/venv; returns its bin directory (python, mikolicd, mikolic-server)."""
+def install(base: Path, revision: str | None = None) -> Path:
+    """Build the working tree (or a git `revision`) and install it into `base`/venv; returns its bin
+    directory (python, mikolicd, mikolic-server)."""
     src, venv = base / "src", base / "venv"
-    for name in SOURCES:  # built from a copy: the checkout gets no build/ or egg-info from a benchmark
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, src / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            src.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, src / name)
+    src.mkdir(parents=True)
+    if revision is None:  # from a copy: the checkout gets no build/ or egg-info from a benchmark
+        for name in SOURCES:
+            if (ROOT / name).is_dir():
+                shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(ROOT / name, src / name)
+    else:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, *SOURCES], capture_output=True,
+                                 check=True, timeout=TIMEOUT).stdout
+        subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True, timeout=TIMEOUT)
     _run(interpreter(), "-m", "venv", "--without-pip", str(venv))
     python = str(venv / "bin" / "python")
     site = Path(_run(python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"))

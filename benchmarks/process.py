@@ -7,6 +7,7 @@ import os
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from mikolicd.agent import CHECKPOINT_EVERY as CHECKPOINT  # a wake-up the trust rules need
@@ -52,29 +53,44 @@ def _load(stage: Stage, agent: AgentProcess, status: int, validations: int) -> i
     return failed + load.errors + status - load.requests
 
 
-def footprint(stage: Stage, source: AgentProcess, scale: Scale) -> Outcome:
-    agent = stage.restarted(source, "footprint")
+@dataclass(frozen=True)
+class Footprint:
+    """RSS in bytes: AFTER_START after exec, after the warm-up, after the load; and failed requests."""
+
+    started: int
+    warm: int
+    loaded: int
+    failures: int
+
+
+def measure_footprint(stage: Stage, agent: AgentProcess, status: int, validations: int,
+                      env: dict[str, str] | None = None) -> Footprint:
+    """Start `agent` (with `env`), read its RSS, warm it up, load it, read again; it is stopped after."""
     exec_at = time.monotonic()
-    agent.start()
+    agent.start(env)
     try:
         time.sleep(max(0.0, exec_at + AFTER_START - time.monotonic()))
         started = procfs.rss(agent.proc.pid)
-        failures = _load(stage, agent, scale.memory_status // WARM_UP_SHARE, 1)
-        before = procfs.rss(agent.proc.pid)
-        failures += _load(stage, agent, scale.memory_status, scale.memory_validations)
-        after = procfs.rss(agent.proc.pid)
+        failures = _load(stage, agent, status // WARM_UP_SHARE, 1)
+        warm = procfs.rss(agent.proc.pid)
+        failures += _load(stage, agent, status, validations)
+        return Footprint(started, warm, procfs.rss(agent.proc.pid), failures)
     finally:
         agent.stop()
-    growth = (after - before) / MIB
+
+
+def footprint(stage: Stage, source: AgentProcess, scale: Scale) -> Outcome:
+    m = measure_footprint(stage, stage.restarted(source, "footprint"), scale.memory_status, scale.memory_validations)
+    growth = (m.loaded - m.warm) / MIB
     limit_start, limit_after, limit_growth = RSS_LIMITS
     return Outcome(f"4. RSS {AFTER_START:g} s after start; after a validation + {scale.memory_status:,} status "
                    f"+ {scale.memory_validations:,} validations; growth after warm-up",
-                   f"{started / MIB:.1f} MiB; {after / MIB:.1f} MiB; {growth:+.2f} MiB",
+                   f"{m.started / MIB:.1f} MiB; {m.loaded / MIB:.1f} MiB; {growth:+.2f} MiB",
                    f"<= {limit_start} MiB; <= {limit_after} MiB; <= {limit_growth} MiB",
-                   started <= limit_start * MIB and after <= limit_after * MIB and growth <= limit_growth
-                   and failures == 0,
+                   m.started <= limit_start * MIB and m.loaded <= limit_after * MIB and growth <= limit_growth
+                   and m.failures == 0,
                    f"after the warm-up (one validation, {scale.memory_status // WARM_UP_SHARE:,} status) "
-                   f"{before / MIB:.1f} MiB; {failures} failed requests; floor: the bare interpreter "
+                   f"{m.warm / MIB:.1f} MiB; {m.failures} failed requests; floor: the bare interpreter "
                    f"{bare_rss(stage) / MIB:.1f} MiB")
 
 
@@ -103,6 +119,28 @@ def _timed(command: list[str], notify: NotifyListener | None, env: dict[str, str
         stop_process(proc)
 
 
+def bare_ready(stage: Stage, notify: NotifyListener) -> float:
+    """Seconds from exec to READY=1 of the floor: the installed interpreter binding a socket, saying READY."""
+    sock = stage.base / "bare.sock"
+    sock.unlink(missing_ok=True)
+    return _timed([str(stage.python), "-c", BARE, str(sock)], notify, {"NOTIFY_SOCKET": str(notify.path)})
+
+
+def daemon_ready(agent: AgentProcess, notify: NotifyListener, env: dict[str, str] | None = None) -> float:
+    """Seconds from exec to READY=1 of `agent` (started with `env`), which is left running."""
+    start = time.perf_counter()
+    agent.start({"NOTIFY_SOCKET": str(notify.path), **(env or {})}, wait=False)
+    return notify.wait_for("READY=1") - start
+
+
+def collect_seconds(stage: Stage, bin_dir: Path, agent: AgentProcess) -> float:
+    """Seconds from exec to exit of `mikolicd collect-hardware` for `agent`'s configuration."""
+    snapshots = stage.base / "snapshots"
+    snapshots.mkdir(mode=0o700, exist_ok=True)
+    return _timed([str(bin_dir / "mikolicd"), "collect-hardware", "--config", str(agent.config), "--output",
+                   str(snapshots / f"{agent.dir.name}.json")], None, {})
+
+
 def foreign_imports(stage: Stage, agent: AgentProcess, output: Path) -> list[str]:
     """The serving modules `mikolicd collect-hardware` loads, run through its real entry point."""
     probe = ("import json, sys\nfrom mikolicd.main import main\n"
@@ -116,26 +154,18 @@ def foreign_imports(stage: Stage, agent: AgentProcess, output: Path) -> list[str
 
 def startup(stage: Stage, source: AgentProcess, scale: Scale) -> list[Outcome]:
     agent = stage.restarted(source, "startup")
-    snapshots = stage.base / "snapshots"
-    snapshots.mkdir(mode=0o700)
-    collect = [str(stage.bin / "mikolicd"), "collect-hardware", "--config", str(agent.config), "--output",
-               str(snapshots / "hardware.json")]
-    bare_sock = stage.base / "bare.sock"
     times: dict[str, list[float]] = {"bare": [], "daemon": [], "collect": []}
     with NotifyListener(stage.base / "notify-startup.sock") as notify:
         env = {"NOTIFY_SOCKET": str(notify.path)}
         for _ in range(scale.startup_runs + 1):  # the first round only warms the page cache
-            bare_sock.unlink(missing_ok=True)
-            times["bare"].append(_timed([str(stage.python), "-c", BARE, str(bare_sock)], notify, env))
-            start = time.perf_counter()
-            agent.start(env, wait=False)
-            times["daemon"].append(notify.wait_for("READY=1") - start)
+            times["bare"].append(bare_ready(stage, notify))
+            times["daemon"].append(daemon_ready(agent, notify))
             report = agent.call("GET", "/v1/fingerprint")[1]
             agent.stop()
-            times["collect"].append(_timed(collect, None, {}))
+            times["collect"].append(collect_seconds(stage, stage.bin, agent))
             notify.drain()
         cached = fingerprint_cached(stage, agent, env, report)
-    foreign = foreign_imports(stage, agent, snapshots / "probe.json")
+    foreign = foreign_imports(stage, agent, stage.base / "snapshots" / "probe.json")
     ms = {name: median(samples[1:]) * 1000 for name, samples in times.items()}
     ready, collected = ms["daemon"] / ms["bare"], ms["collect"] / ms["bare"]
     runs = f"{scale.startup_runs} interleaved runs each, installed bytecode"

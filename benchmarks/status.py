@@ -61,8 +61,11 @@ def floors(stage: Stage, agent: AgentProcess) -> Iterator[list[Target]]:
         targets = []
         for name, command in commands.items():
             sock = stage.base / f"floor-{name}.sock"
+            sock.unlink(missing_ok=True)
             procs.append(subprocess.Popen([*command, str(sock), *map(str, replies)], cwd=ROOT))
             wait_for(lambda: sock.exists() or procs[-1].poll() is not None, 10, f"the {name} server")
+            if procs[-1].poll() is not None:
+                raise RuntimeError(f"the {name} server exited {procs[-1].returncode}")
             targets.append(Target(name, procs[-1].pid, sock))
         yield targets
     finally:

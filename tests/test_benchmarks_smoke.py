@@ -35,4 +35,6 @@ def test_quick_run_prints_a_table_row_with_a_verdict_for_every_target():
     for row in rows:
         cells = [cell.strip() for cell in row.strip("|").split("|")]
         assert cells[3] in ("PASS", "FAIL") and cells[1] != "error", row
+    for row in rows[:2]:  # the status figures are read against both floors, measured in the same run
+        assert re.search(r"asyncio \d+ us, C \d+ us", row), row
     assert re.search(rf"\d+/{len(TARGETS)} targets met", stdout)
