@@ -118,7 +118,11 @@ def _system_ca_dir() -> str | None:
     paths = ssl.get_default_verify_paths()
     if not paths.capath or os.environ.get(paths.openssl_cafile_env):
         return None
-    return paths.capath if any(_HASHED.fullmatch(name) for name in os.listdir(paths.capath)) else None
+    try:
+        hashed = any(_HASHED.fullmatch(name) for name in os.listdir(paths.capath))
+    except OSError:  # unreadable: OpenSSL's defaults, which skip it too
+        return None
+    return paths.capath if hashed else None
 
 
 def tls_context(server: Server) -> ssl.SSLContext:
