@@ -21,6 +21,7 @@ from pathlib import Path
 from .install import ROOT, install
 
 sys.path.insert(0, str(ROOT / "tests"))
+BIN = Path(sys.executable).parent  # the running environment's scripts, for benchmarks/refserver.py
 
 from agentproc import AgentProcess, free_port, listening, wait_for  # noqa: E402  (test helpers live beside the tests)
 from hosts import pbx_box  # noqa: E402
@@ -232,5 +233,5 @@ class Stage:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-__all__ = ["QUICK", "AgentProcess", "NotifyListener", "Outcome", "Scale", "Stage", "median", "percentile",
+__all__ = ["BIN", "QUICK", "AgentProcess", "NotifyListener", "Outcome", "Scale", "Stage", "median", "percentile",
            "request_once", "stop_process", "timed_requests", "wait_for"]
