@@ -182,7 +182,10 @@ class Stage:
         return done.stdout.strip()
 
     def start_server(self, *serve_args: str) -> str:
-        """A `mikolic-server serve` on a free port; the first one is the server the stage's agents use."""
+        """A `mikolic-server serve` on a free port; the first one is the server the stage's agents use.
+        Benchmarks that need the real server's limits pass them (7b); for the others one box validating
+        a thousand times in a row is the point, not a number to slow down."""
+        serve_args = serve_args or ("--number-rps", "0")
         port = free_port()
         with open(self.base / f"server-{port}.log", "ab") as log:
             proc = subprocess.Popen(
@@ -211,8 +214,16 @@ class Stage:
             raise RuntimeError(f"activation failed: {body}")
         return made
 
+    def licensed_agent(self, name: str) -> AgentProcess:
+        """A box of its own, stopped: activated with its own number, its own installation and token chain.
+        Copies of one state that all talk to the server are told apart and refused (2060), as clones are."""
+        made = self.activated_agent(name)
+        made.stop()
+        return made
+
     def restarted(self, source: AgentProcess, name: str, url: str | None = None) -> AgentProcess:
-        """A second daemon holding `source`'s license, as a box has it after a reboot."""
+        """A second daemon holding a copy of `source`'s state: only for one that never reaches the server
+        at `source`'s URL (see licensed_agent)."""
         made = self.agent(name, url)
         shutil.copytree(source.state, made.state)
         return made

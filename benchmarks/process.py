@@ -40,7 +40,8 @@ def _load(stage: Stage, agent: AgentProcess, status: int, validations: int) -> i
     def validate() -> None:
         nonlocal failed
         for _ in range(validations):
-            if agent.call("POST", "/v1/validation")[0] != 200:
+            code, body = agent.call("POST", "/v1/validation")
+            if code != 200 or body.get("last_validation", {}).get("outcome") != "ok":
                 failed += 1
 
     loadgen = native.compiled("loadgen", stage.base / "native")
@@ -79,8 +80,8 @@ def measure_footprint(stage: Stage, agent: AgentProcess, status: int, validation
         agent.stop()
 
 
-def footprint(stage: Stage, source: AgentProcess, scale: Scale) -> Outcome:
-    m = measure_footprint(stage, stage.restarted(source, "footprint"), scale.memory_status, scale.memory_validations)
+def footprint(stage: Stage, scale: Scale) -> Outcome:
+    m = measure_footprint(stage, stage.licensed_agent("footprint"), scale.memory_status, scale.memory_validations)
     growth = (m.loaded - m.warm) / MIB
     limit_start, limit_after, limit_growth = RSS_LIMITS
     return Outcome(f"4. RSS {AFTER_START:g} s after start; after a validation + {scale.memory_status:,} status "
@@ -152,8 +153,8 @@ def foreign_imports(stage: Stage, agent: AgentProcess, output: Path) -> list[str
     return [m for m in loaded if m in SERVING or m.startswith(tuple(f"{s}." for s in SERVING))]
 
 
-def startup(stage: Stage, source: AgentProcess, scale: Scale) -> list[Outcome]:
-    agent = stage.restarted(source, "startup")
+def startup(stage: Stage, scale: Scale) -> list[Outcome]:
+    agent = stage.licensed_agent("startup")
     times: dict[str, list[float]] = {"bare": [], "daemon": [], "collect": []}
     with NotifyListener(stage.base / "notify-startup.sock") as notify:
         env = {"NOTIFY_SOCKET": str(notify.path)}
@@ -200,9 +201,9 @@ def _seconds_until(stamp: str | None) -> float:
     return dt.datetime.fromisoformat(stamp).timestamp() - time.time() if stamp else float("inf")
 
 
-def idle(stage: Stage, source: AgentProcess, scale: Scale) -> list[Outcome]:
+def idle(stage: Stage, scale: Scale) -> list[Outcome]:
     """Two daemons side by side over the same window: one without a watchdog, one with WATCHDOG_USEC."""
-    quiet, watched = stage.restarted(source, "idle"), stage.restarted(source, "idle-watchdog")
+    quiet, watched = stage.licensed_agent("idle"), stage.licensed_agent("idle-watchdog")
     period = scale.watchdog_usec / 2_000_000  # sd_watchdog_enabled(): ping at half the timeout
     with NotifyListener(stage.base / "notify-idle.sock") as notify:
         try:

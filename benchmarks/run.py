@@ -48,9 +48,9 @@ def measure(scale: Scale, only: set[str] | None = None) -> tuple[list[Outcome], 
         agent = stage.activated_agent("main")
         step(["1. status, new connection", "2. status, keep-alive"], lambda: status.status_cpu(stage, agent, scale))
         step(["3. status while a validation hangs"], lambda: latency.stuck_validation(stage, agent, scale))
-        step(["4. memory"], lambda: process.footprint(stage, agent, scale))
-        step(["5. start-up", "5b. collect-hardware"], lambda: process.startup(stage, agent, scale))
-        step(["6. idle", "6b. idle with a watchdog"], lambda: process.idle(stage, agent, scale))
+        step(["4. memory"], lambda: process.footprint(stage, scale))
+        step(["5. start-up", "5b. collect-hardware"], lambda: process.startup(stage, scale))
+        step(["6. idle", "6b. idle with a watchdog"], lambda: process.idle(stage, scale))
         step(["7. fleet"], lambda: fleet.fleet(scale.fleet_agents))
         step(["7b. Retry-After"], lambda: fleet.retry_after(stage))
     finally:
