@@ -107,6 +107,7 @@ def bare_rss(stage: Stage) -> int:
 
 def _timed(command: list[str], notify: NotifyListener | None, env: dict[str, str]) -> float:
     """Seconds from exec to READY=1 (with `notify`) or else to exit."""
+    os.sync()  # an fsync of the command's own must not also write out what other processes left dirty
     start = time.perf_counter()
     proc = subprocess.Popen(command, env=dict(os.environ, **env), stdout=subprocess.DEVNULL)
     try:
@@ -129,6 +130,7 @@ def bare_ready(stage: Stage, notify: NotifyListener) -> float:
 
 def daemon_ready(agent: AgentProcess, notify: NotifyListener, env: dict[str, str] | None = None) -> float:
     """Seconds from exec to READY=1 of `agent` (started with `env`), which is left running."""
+    os.sync()
     start = time.perf_counter()
     agent.start({"NOTIFY_SOCKET": str(notify.path), **(env or {})}, wait=False)
     return notify.wait_for("READY=1") - start
