@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "mikolicd"
 PURE = ["mikolicd.lifecycle", "mikolicd.trust", "mikolicd.schedule", "mikolicd.license", "mikolicd.alerts",
         "mikolicd.fingerprint.binding", "mikolicd.forms", "mikolicd.offlinecode", "mikolicd.views"]
-IO_MODULES = {"socket", "ssl", "subprocess", "selectors", "asyncio", "urllib3", "dmidecode", "tenacity",
+IO_MODULES = {"socket", "ssl", "subprocess", "selectors", "asyncio", "urllib3", "dmidecode",
               "http.client", "mikolicd.store", "mikolicd.atomic", "mikolicd.client", "mikolicd.clock",
               "mikolicd.fingerprint.reader", "mikolicd.fingerprint.host", "mikolicd.fingerprint.dmi",
               "mikolicd.fingerprint.snapshot", "mikolicd.journal", "mikolicd.httpserver"}

@@ -23,7 +23,7 @@ from .outfile import PrivateFile
 from .render import fingerprint_text
 from .invocation import Invocation
 
-LIBRARIES = ("httptools", "py-dmidecode", "pynacl", "tenacity", "urllib3", "systemd-python", "cryptography",
+LIBRARIES = ("httptools", "py-dmidecode", "pynacl", "urllib3", "cryptography",
              "aiohttp")
 LICENSE_KEYS = ("license_id", "state", "issued_at", "offline_until", "offline", "products")
 SCRUB = (
