@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import operator
 import os
 from collections import Counter
-from dataclasses import dataclass, replace
-from typing import Any, Callable, Protocol
+from dataclasses import replace
+from typing import Any, Callable, NamedTuple, Protocol
 
 from . import alerts, journal, metrics, offlinecode, protocol, regnum, trust, views
 from .clock import Clock
@@ -37,6 +38,7 @@ log = logging.getLogger("mikolicd.agent")
 CHECKPOINT_EVERY = 600.0  # seconds of boot time between clock checkpoints
 METRICS_EVERY = 86400.0
 PING_FRESH = 1.0  # GET /v1/server asks the server at most this often
+STATUS_FRESH = 1.0  # seconds a status body is answered again unchanged
 # A module's feature refused (no free seat of it, 2008; its product ended, 2011) leaves the license as it is;
 # a revoked number or a copied installation does not. Unknown sessions are 2009 too, so releasing one ends
 # nothing but a copy.
@@ -59,8 +61,7 @@ class Entropy(Protocol):
     def nonce(self) -> str: ...
 
 
-@dataclass(frozen=True)
-class Setup:
+class Setup(NamedTuple):
     """What a configuration reload replaces, as one piece: built whole first, then swapped in."""
 
     config: Config
@@ -71,13 +72,17 @@ class Setup:
     components: Components
 
 
-@dataclass(frozen=True)
-class Loaded:
+class Loaded(NamedTuple):
     """The stored document as this host judges it."""
 
     license: License | None = None
     error: str | None = None
     binding: Match | None = None
+
+
+def _same(now: tuple, then: tuple) -> bool:
+    """The same objects, not equal ones: the state and the license are replaced, never changed in place."""
+    return all(map(operator.is_, now, then))
 
 
 class Agent:
@@ -101,7 +106,7 @@ class Agent:
         self._clock_noted = False
         self._ping: tuple[float, dict] | None = None
         self._ping_task: asyncio.Task | None = None
-        self._status_cache: tuple[tuple, bytes] | None = None
+        self._status_cache: tuple[tuple, float, bytes] | None = None
         self.verdict = self._evaluate(self.clock.read())
 
     # ----------------------------------------------------------------------------------- judging
@@ -179,14 +184,17 @@ class Agent:
                             self.warnings(verdict, now), self._binding(), self.installation.id)
 
     def status_body(self) -> bytes:
-        """The status as JSON, rebuilt only when something it shows has changed: the web admin polls it."""
-        verdict = self.refresh()
-        now = self.clock.read()
-        key = (verdict.state, verdict.reason, self.state, self.loaded, self.next_check, int(now.wall // 60),
-               int(verdict.judged_at // 60))
-        if self._status_cache is None or self._status_cache[0] != key:
-            self._status_cache = (key, json.dumps(self.status(), ensure_ascii=False).encode())
-        return self._status_cache[1]
+        """The status as JSON for pollers (the web admin), built at most once a second and again at once
+        when anything it shows was replaced: the state, the license, the set-up, the schedule. Between
+        builds time alone may have moved a date, so a poller sees that up to STATUS_FRESH late; the
+        schedule itself acts on dates when they come, and feature checks always judge afresh."""
+        boottime = self.clock.read().boottime
+        key = (self.state, self.loaded, self.setup, self.checkpoint, self.next_check)
+        cached = self._status_cache
+        if cached is None or boottime >= cached[1] or not _same(key, cached[0]):
+            self._status_cache = cached = (key, boottime + STATUS_FRESH,
+                                           json.dumps(self.status(), ensure_ascii=False).encode())
+        return cached[2]
 
     def license_view(self) -> dict[str, Any]:
         if self.loaded.license is None:
@@ -361,7 +369,7 @@ class Agent:
         if self.refresh().usable:
             raise Conflict(Kind.ALREADY_LICENSED, "this host already has a license; a trial is not needed")
         async with self.server_lock:
-            await self._fresh(protocol.TRIAL, None, **vars(clean), product=protocol.PBX_PRODUCT)
+            await self._fresh(protocol.TRIAL, None, **clean._asdict(), product=protocol.PBX_PRODUCT)
         return dict(self.status(), registration_number=self.state.registration_number)  # the admin's new number
 
     async def activate(self, raw_number: object, replace_active: bool = False) -> dict:

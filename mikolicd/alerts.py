@@ -5,7 +5,7 @@ journal entry per threshold crossed, remembering which it already wrote so resta
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 from .fingerprint.binding import Match
 from .license import License
@@ -17,8 +17,7 @@ OFFLINE_NOTICE = 7 * 86400.0  # an online document's window closing
 OFFLINE_LICENSE_NOTICE = 30 * 86400.0  # an offline license's
 
 
-@dataclass(frozen=True)
-class Alert:
+class Alert(NamedTuple):
     code: str
     message: str
     product: int | None = None
@@ -26,7 +25,7 @@ class Alert:
     seconds: int | None = None
 
     def to_json(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return {k: v for k, v in self._asdict().items() if v is not None}
 
 
 def days_left(expires: dt.date, judged_at: float) -> int:

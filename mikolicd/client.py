@@ -16,8 +16,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import NamedTuple, TYPE_CHECKING
 
 from . import __version__, protocol
 from .config import Server
@@ -37,8 +36,7 @@ NAME_MISMATCH = frozenset({62, 64})  # host name, IP address
 _HASHED = re.compile(r"[0-9a-f]{8}\.[0-9]+")  # c_rehash's names: subject hash and a sequence number
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     body: dict
     server_date: float | None  # the unsigned Date header: for diagnostics only, never for trust
 

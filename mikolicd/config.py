@@ -1,12 +1,10 @@
 """The TOML configuration: every key typed, defaulted for a PBX box, and refused loudly when wrong."""
 from __future__ import annotations
 
-import dataclasses
 import re
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 from urllib.parse import urlsplit
 
 DEFAULT_PATH = Path("/etc/mikolicd/mikolicd.toml")
@@ -96,64 +94,67 @@ def _flag(value: Any) -> bool:
     raise ValueError("true or false")
 
 
-def _key(parse: Callable[[Any], Any], default: Any) -> Any:
-    return field(default=default, metadata={"parse": parse})
+class Server(NamedTuple):
+    url: str = "https://lic.miko.ru"
+    trusted_keys: Path = Path("/etc/mikolicd/trusted_keys.pem")
+    ca_file: Path | None = None
+    timeout: float = 30.0
+    proxy: str = ""
 
 
-@dataclass(frozen=True)
-class Server:
-    url: str = _key(_https_url, "https://lic.miko.ru")
-    trusted_keys: Path = _key(_path, Path("/etc/mikolicd/trusted_keys.pem"))
-    ca_file: Path | None = _key(_optional_path, None)
-    timeout: float = _key(_positive_duration, 30.0)
-    proxy: str = _key(_proxy, "")
+class Storage(NamedTuple):
+    state_dir: Path = Path("/var/lib/mikolicd")
 
 
-@dataclass(frozen=True)
-class Storage:
-    state_dir: Path = _key(_path, Path("/var/lib/mikolicd"))
+class Api(NamedTuple):
+    socket: Path = Path("/run/mikolicd.sock")
+    socket_mode: int = 0o660
+    socket_group: str = ""
+    admin_groups: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Api:
-    socket: Path = _key(_path, Path("/run/mikolicd.sock"))
-    socket_mode: int = _key(_mode, 0o660)
-    socket_group: str = _key(_text, "")
-    admin_groups: tuple[str, ...] = _key(_names, ())
-
-
-@dataclass(frozen=True)
-class Compat:
-    listen: str = _key(_listen, "")
-    allow_remote: bool = _key(_flag, False)
+class Compat(NamedTuple):
+    listen: str = ""
+    allow_remote: bool = False
     # The file the PBX writes for the closed daemon (<temp>/nats_cache/license.key): a number found there
     # is activated once when the agent has none.
-    key_file: Path | None = _key(_optional_path, None)
+    key_file: Path | None = None
 
 
-@dataclass(frozen=True)
-class Schedule:
-    check_interval: float = _key(_positive_duration, 6 * 3600.0)
-    jitter: float = _key(_fraction, 0.1)
-    retry_max_delay: float = _key(_positive_duration, 6 * 3600.0)
+class Schedule(NamedTuple):
+    check_interval: float = 6 * 3600.0
+    jitter: float = 0.1
+    retry_max_delay: float = 6 * 3600.0
 
 
-@dataclass(frozen=True)
-class Hardware:
-    root: Path = _key(_path, Path("/"))
-    dmidecode: str = _key(_text, "dmidecode")
-    snapshot: Path | None = _key(_optional_path, None)
+class Hardware(NamedTuple):
+    root: Path = Path("/")
+    dmidecode: str = "dmidecode"
+    snapshot: Path | None = None
 
 
-@dataclass(frozen=True)
-class Config:
-    server: Server = field(default_factory=Server)
-    storage: Storage = field(default_factory=Storage)
-    api: Api = field(default_factory=Api)
-    compat: Compat = field(default_factory=Compat)
-    schedule: Schedule = field(default_factory=Schedule)
-    hardware: Hardware = field(default_factory=Hardware)
+class Config(NamedTuple):
+    server: Server = Server()
+    storage: Storage = Storage()
+    api: Api = Api()
+    compat: Compat = Compat()
+    schedule: Schedule = Schedule()
+    hardware: Hardware = Hardware()
     source: str = "(built-in defaults)"
+
+
+# The sections of the file, and how each key of each is read: one table, so a reader finds every rule.
+SECTIONS: dict[str, type] = {"server": Server, "storage": Storage, "api": Api, "compat": Compat,
+                             "schedule": Schedule, "hardware": Hardware}
+PARSERS: dict[type, dict[str, Callable[[Any], Any]]] = {
+    Server: {"url": _https_url, "trusted_keys": _path, "ca_file": _optional_path, "timeout": _positive_duration,
+             "proxy": _proxy},
+    Storage: {"state_dir": _path},
+    Api: {"socket": _path, "socket_mode": _mode, "socket_group": _text, "admin_groups": _names},
+    Compat: {"listen": _listen, "allow_remote": _flag, "key_file": _optional_path},
+    Schedule: {"check_interval": _positive_duration, "jitter": _fraction, "retry_max_delay": _positive_duration},
+    Hardware: {"root": _path, "dmidecode": _text, "snapshot": _optional_path},
+}
 
 
 def _line_of(text: str, section: str, key: str | None) -> str:
@@ -186,24 +187,22 @@ def parse(text: str, source: str) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    sections = {"server": Server, "storage": Storage, "api": Api, "compat": Compat, "schedule": Schedule,
-                "hardware": Hardware}
     built: dict[str, Any] = {}
     for name, table in data.items():
-        if name not in sections:
+        if name not in SECTIONS:
             raise ConfigError(f"{source}{_line_of(text, name, None)}: unknown section [{name}]; "
-                              f"known sections: {', '.join(sections)}")
-        cls = sections[name]
+                              f"known sections: {', '.join(SECTIONS)}")
+        cls = SECTIONS[name]
         if not isinstance(table, dict):
             raise ConfigError(f"{source}: {name} must be a [{name}] table")
-        keys = {f.name: f for f in dataclasses.fields(cls)}
+        keys = PARSERS[cls]
         values = {}
         for key, raw in table.items():
             where = f"{source}{_line_of(text, name, key)}: [{name}] {key}"
             if key not in keys:
                 raise ConfigError(f"{where}: unknown key; known keys: {', '.join(keys)}")
             try:
-                values[key] = keys[key].metadata["parse"](raw)
+                values[key] = keys[key](raw)
             except ValueError as exc:
                 raise ConfigError(f"{where}: expected {exc}, got {_toml(raw)}") from None
         built[name] = cls(**values)

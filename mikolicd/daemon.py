@@ -142,6 +142,7 @@ class Daemon:
                       message_id=journal.STATE_CHANGED, state=verdict.state.value,
                       registration_number=self.agent.state.registration_number)
         gc.freeze()  # start-up objects live forever: keep them out of every later collection
+        gc.enable()  # off during start-up (mikolicd.main)
         self.notifier.ready(describe(verdict))
         tasks = [asyncio.create_task(self.agent.run(self.stop)), asyncio.create_task(self._import_key())]
         tasks[0].add_done_callback(_report_crash)

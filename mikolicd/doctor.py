@@ -7,7 +7,6 @@ because their failures would only repeat the first one.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import grp
 import os
@@ -632,7 +631,7 @@ def examine(config_path: Path | None = None, sock: Path | None = None) -> Report
     except ConfigError as exc:
         return Report([judge_unloadable(located, exc), *(skipped(n, "the configuration does not load")
                                                          for n in CHECKS[1:])], None, sock or DEFAULT_SOCKET)
-    server = dataclasses.replace(config.server, timeout=min(config.server.timeout, TIMEOUT_CAP))
+    server = config.server._replace(timeout=min(config.server.timeout, TIMEOUT_CAP))
     sock = sock or (located.agent.sock if located.agent and not located.agent.error else config.api.socket)
     agent = located.agent if located.agent and located.agent.sock == sock else probe_agent(sock, server.timeout)
     hardware = config.hardware

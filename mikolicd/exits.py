@@ -13,7 +13,6 @@ import os
 import sys
 import textwrap
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +36,13 @@ _FILE_FIXES = {
 }
 
 
-@dataclass(eq=False)  # exceptions stay hashable
 class Failure(Exception):
     """Ends the command: `message` for the admin, `exit` for scripts, `code` and `answer` for `--json`."""
 
-    message: str
-    exit: int = FAILED
-    code: str = "failed"
-    answer: dict[str, Any] | None = field(default=None, repr=False)
+    def __init__(self, message: str, exit: int = FAILED, code: str = "failed",
+                 answer: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.message, self.exit, self.code, self.answer = message, exit, code, answer
 
     def __str__(self) -> str:
         return self.message

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 FIELDS = ("companyname", "email", "contact", "tel", "inn", "description")
 REQUIRED = ("companyname", "email", "contact")
@@ -19,8 +19,7 @@ class FormError(ValueError):
         self.field = field
 
 
-@dataclass(frozen=True)
-class TrialForm:
+class TrialForm(NamedTuple):
     companyname: str
     email: str
     contact: str

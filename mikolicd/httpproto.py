@@ -12,7 +12,7 @@ import json
 from collections import deque
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
 import httptools
@@ -35,8 +35,7 @@ def connection_caps(open_files: int) -> tuple[int, int, int]:
 _TOTAL, _RESERVE, _PER_UID = connection_caps(1024)  # systemd's default soft limit
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(NamedTuple):
     """Every bound a peer meets, in one place."""
 
     max_body: int = 64 * 1024
@@ -59,8 +58,7 @@ class Limits:
         return cls(max_connections=total, reserve=reserve, max_per_uid=per_uid)
 
 
-@dataclass(frozen=True)
-class Peer:
+class Peer(NamedTuple):
     """Who is on the other end, as the kernel told at connect time: a Unix-socket peer's process and
     credentials with its supplementary groups, or a TCP peer's address."""
 
@@ -86,8 +84,7 @@ class Request:
         return self.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-@dataclass(frozen=True)
-class Response:
+class Response(NamedTuple):
     status: int
     body: bytes = b""
     content_type: str = "application/json"
@@ -106,22 +103,38 @@ class HTTPError(Exception):
         self.message = message
 
 
-@dataclass(frozen=True)
-class Continue:
+class _Signal:
+    """An event without fields: every one of a kind is equal to every other."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Continue(_Signal):
     """Send `100 Continue`: the head of a request that waits before sending its body was accepted."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True)
-class Refusal:
+
+class Refusal(NamedTuple):
     """Answer this error in place of the rest of the stream, which is out of step, then hang up."""
 
     error: HTTPError
     path: str  # as far as it arrived: the app renders legacy paths' errors in their own shape
 
 
-@dataclass(frozen=True)
-class Close:
+class Close(_Signal):
     """End the connection: nothing is owed to the peer."""
+
+    __slots__ = ()
 
 
 Event = Request | Continue | Refusal | Close
@@ -231,10 +244,13 @@ class ServerConnection:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value))
-        if len(self._headers) >= self.limits.max_headers:
+        """Called for every header of every request: the counting is inline, it is the hot path."""
+        self._head_bytes += len(name) + len(value)
+        headers = self._headers
+        if self._head_bytes > self.limits.max_head_bytes or len(headers) >= self.limits.max_headers:
+            self._count(0)  # raises the 431 that says which limit
             raise HTTPError(431, f"more than {self.limits.max_headers} headers")
-        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
         if self._parser.should_upgrade():
@@ -259,7 +275,9 @@ class ServerConnection:
         if len(self._owed) >= self.limits.max_pipelined:
             raise HTTPError(429, "too many pipelined requests")
         path, _, query = self._url.decode("latin-1").partition("?")
-        request = Request(self._parser.get_method().decode("latin-1"), urlsplit(path).path or "/",
+        if not path.startswith("/") or "#" in path:  # an absolute URL or a fragment: the rare case
+            path = urlsplit(path).path or "/"
+        request = Request(self._parser.get_method().decode("latin-1"), path,
                           dict(parse_qsl(query, keep_blank_values=True)) if query else {}, self._headers,
                           b"".join(self._body), self.peer)
         self._owed.append((self._parser.should_keep_alive(), request.method == "HEAD"))

@@ -85,7 +85,10 @@ class Router:
         route.methods[method] = handler
 
     def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
-        found = [(self._exact[path], {})] if path in self._exact else []
+        exact = self._exact.get(path)
+        if exact is not None and (method in exact or "*" in exact):  # the common case: one lookup
+            return exact.get(method) or exact["*"], {}
+        found = [(exact, {})] if exact is not None else []
         parts = path.split("/")
         found += [(route.methods, params) for route in self._routes if (params := route.match(parts)) is not None]
         if not found:
@@ -140,6 +143,9 @@ def _groups_of_user(uid: int, gid: int) -> tuple[int, ...]:
         return tuple(os.getgrouplist(pwd.getpwuid(uid).pw_name, gid))
     except KeyError:
         return (gid,)
+
+
+SAFE = frozenset({"GET", "HEAD"})  # a read whose client has gone costs an answer nobody reads, nothing more
 
 
 def _hung_up(sock: Any) -> bool:
@@ -219,6 +225,7 @@ class Connection(asyncio.Protocol):
         self.blocked_since: float | None = None  # when the peer stopped reading its answers
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at: float | None = None
+        self.loop = asyncio.get_running_loop()
 
     # ---------------------------------------------------------------- transport events
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -273,7 +280,7 @@ class Connection(asyncio.Protocol):
 
     def _dispatch(self, request: Request) -> None:
         assert self.transport is not None
-        if _hung_up(self.transport.get_extra_info("socket")):
+        if request.method not in SAFE and _hung_up(self.transport.get_extra_info("socket")):
             log.debug("dropped %s %s: its client hung up before it started", request.method[:10],
                       request.path[:80])
             self.transport.close()
@@ -314,12 +321,13 @@ class Connection(asyncio.Protocol):
             self._arm(self._http.deadline)
 
     def _arm(self, when: float | None) -> None:
-        if when == self.timer_at:
+        """Lazily: a timer already due no later stays, and re-arms when it fires (`_expire`), so a kept-alive
+        connection does not cancel and re-make a timer for every request it sends."""
+        if when is None or (self.timer is not None and self.timer_at is not None and self.timer_at <= when):
             return
         self._disarm()
-        if when is not None:
-            self.timer = asyncio.get_running_loop().call_at(when, self._expire)
-            self.timer_at = when
+        self.timer = self.loop.call_at(when, self._expire)
+        self.timer_at = when
 
     def _disarm(self) -> None:
         if self.timer is not None:
@@ -330,6 +338,10 @@ class Connection(asyncio.Protocol):
         assert self.transport is not None
         self.timer = self.timer_at = None
         if self.blocked_since is not None:
+            cutoff = self.blocked_since + self.server.limits.request_timeout
+            if self._now() < cutoff:
+                self._arm(cutoff)
+                return
             log.debug("cut off pid %s uid %s: it read none of its answers for %g s", self.peer.pid, self.peer.uid,
                       self.server.limits.request_timeout)
             self.transport.abort()
@@ -342,9 +354,8 @@ class Connection(asyncio.Protocol):
         assert self.http is not None
         return self.http
 
-    @staticmethod
-    def _now() -> float:
-        return asyncio.get_running_loop().time()
+    def _now(self) -> float:
+        return self.loop.time()
 
 
 # ---------------------------------------------------------------------------------------------- server

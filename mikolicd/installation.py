@@ -7,15 +7,14 @@ release receipts). Pure: the store reads and writes the key.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from nacl.signing import SigningKey
 
 from .jws import b64url_encode, sign
 
 
-@dataclass(frozen=True)
-class Installation:
+class Installation(NamedTuple):
     key: SigningKey
 
     @property

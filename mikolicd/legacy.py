@@ -14,8 +14,7 @@ import logging
 import re
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import parse_qsl, quote
 from urllib.parse import urlsplit
 
@@ -319,8 +318,7 @@ async def ping(agent: Agent, _: Fields, __: Authorise) -> dict[str, Any]:
     return {"result": "ok"}
 
 
-@dataclass(frozen=True)
-class Method:
+class Method(NamedTuple):
     run: Callable[[Agent, Fields, Authorise], Awaitable[dict[str, Any]]]
     changes: bool
 

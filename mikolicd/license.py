@@ -5,7 +5,7 @@ Only verification lives on the box; the private key stays on the licensing serve
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .jws import JWSError, TrustedKeys, verify
 
@@ -19,8 +19,7 @@ class DocumentError(JWSError):
     """A document that must not be trusted; the message says why, for the admin and the journal."""
 
 
-@dataclass(frozen=True)
-class Feature:
+class Feature(NamedTuple):
     id: int
     name: str
     count: int
@@ -28,8 +27,7 @@ class Feature:
     captured: int
 
 
-@dataclass(frozen=True)
-class Product:
+class Product(NamedTuple):
     id: int
     name: str
     trial: bool
@@ -37,8 +35,7 @@ class Product:
     features: tuple[Feature, ...]
 
 
-@dataclass(frozen=True)
-class License:
+class License(NamedTuple):
     registration_number: str
     license_id: str
     owner: dict[str, str]
@@ -84,7 +81,7 @@ class License:
             "issued_at": self.issued_at, "offline_until": self.exp,
             "products": [{"id": p.id, "name": p.name, "trial": p.trial,
                           "expires": p.expires.isoformat() if p.expires else None,
-                          "features": [vars(f) for f in p.features]} for p in self.products],
+                          "features": [f._asdict() for f in p.features]} for p in self.products],
         }
 
 

@@ -6,8 +6,8 @@ so nothing here reads a clock. docs/states.md lists the rules in this order.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 from .fingerprint.binding import Match
 from .license import License, Product
@@ -28,8 +28,7 @@ class LicenseState(str, Enum):
 USABLE = {LicenseState.ACTIVE, LicenseState.TRIAL, LicenseState.GRACE}
 
 
-@dataclass(frozen=True)
-class Validation:
+class Validation(NamedTuple):
     """The last answer (or silence) of the licensing server. Unsigned, so it only ever shortens trust:
     whatever it says, the document's own `exp` bounds how long the license is used."""
 
@@ -39,8 +38,7 @@ class Validation:
     message: str = ""
 
 
-@dataclass(frozen=True)
-class Facts:
+class Facts(NamedTuple):
     registration_number: str | None
     license: License | None
     document_error: str | None  # why the stored document is not trusted
@@ -50,8 +48,7 @@ class Facts:
     released: bool = False  # the seat was given back on purpose
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     state: LicenseState
     reason: str
     judged_at: float
@@ -114,8 +111,7 @@ def evaluate(facts: Facts) -> Verdict:
     return verdict(S.ACTIVE, "license confirmed")
 
 
-@dataclass(frozen=True)
-class FeatureStatus:
+class FeatureStatus(NamedTuple):
     id: int
     available: bool
     reason: str

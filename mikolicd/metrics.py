@@ -22,6 +22,7 @@ import re
 import sys
 import threading
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from . import __version__
 
@@ -44,8 +45,7 @@ _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")  # OpenMetrics can escape onl
 _PYTHON = "{}.{}.{}".format(*sys.version_info[:3])
 
 
-@dataclass(frozen=True)
-class ProductTerm:
+class ProductTerm(NamedTuple):
     """One product of the license and how long it still runs, as the agent judges it."""
 
     id: int
@@ -53,8 +53,7 @@ class ProductTerm:
     days_left: int | None  # None: termless
 
 
-@dataclass(frozen=True)
-class Validations:
+class Validations(NamedTuple):
     """How many validations ended each way since the agent started."""
 
     ok: int = 0
@@ -63,8 +62,7 @@ class Validations:
     unconfirmed: int = 0  # an answer that did not confirm this request (unsigned, stale or wrong nonce)
 
 
-@dataclass(frozen=True)
-class Histogram:
+class Histogram(NamedTuple):
     """A latency histogram frozen at one moment: counts are cumulative, the last one is +Inf."""
 
     bounds: tuple[float, ...]

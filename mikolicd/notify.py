@@ -11,7 +11,7 @@ import os
 import socket
 import time
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 log = logging.getLogger("mikolicd.notify")
 
@@ -43,8 +43,7 @@ def _datagram_address(address: str) -> str:
     return "\0" + address[1:] if address.startswith("@") else address
 
 
-@dataclass(frozen=True)
-class Notifier:
+class Notifier(NamedTuple):
     """The sd_notify side of the daemon; never raises, since systemd going away must not stop licensing."""
 
     address: str | None

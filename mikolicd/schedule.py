@@ -10,7 +10,7 @@ is never undercut, and a caller is never made to wait for one longer than a try'
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 FIRST_RETRY = 30.0
 QUICK_RETRIES = 2
@@ -19,8 +19,7 @@ FIRST_ATTEMPT_PAUSE = 0.5
 IN_CALL_CAP = 5.0
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(NamedTuple):
     check_interval: float
     jitter: float
     retry_max_delay: float

@@ -215,7 +215,7 @@ class Store:
         return Checkpoint(mark, 0.0, "") if mark else None
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
-        self._write(CLOCK, json.dumps(vars(checkpoint), sort_keys=True).encode())
+        self._write(CLOCK, json.dumps(checkpoint._asdict(), sort_keys=True).encode())
 
     def installation_key(self) -> SigningKey:
         """This installation's private key, made at the first start; it never leaves the directory."""

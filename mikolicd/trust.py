@@ -15,8 +15,8 @@ carries the nonce, so nobody on the network path can switch a box's licensed fea
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 from .fingerprint.binding import Components, Match, match
 from .jws import JWSError, TrustedKeys, verify
@@ -30,15 +30,13 @@ CLOCK_NOTICE = 300.0
 INTERCEPTION = "a proxy or firewall on the way may be answering in the licensing server's place"
 
 
-@dataclass(frozen=True)
-class Reading:
+class Reading(NamedTuple):
     wall: float  # Unix seconds, as the system clock says
     boottime: float  # seconds since this boot, suspend included
     boot_id: str  # tells this boot from the next: boot time restarts at zero
 
 
-@dataclass(frozen=True)
-class Checkpoint:
+class Checkpoint(NamedTuple):
     """At boot `boot_id`, when CLOCK_BOOTTIME read `boottime`, the trusted time was `trusted`."""
 
     trusted: float
@@ -72,8 +70,7 @@ def confirmed(iat: float, now: Reading) -> Checkpoint:
     return Checkpoint(float(iat), now.boottime, now.boot_id)
 
 
-@dataclass(frozen=True)
-class ClockView:
+class ClockView(NamedTuple):
     trusted_time: float
     wall_behind_by: float  # seconds, 0 when the wall clock is not behind
 
@@ -92,8 +89,7 @@ def clock_view(checkpoint: Checkpoint | None, now: Reading, floor: float = 0.0) 
 
 
 # ------------------------------------------------------------------------------------------- answers
-@dataclass(frozen=True)
-class Sent:
+class Sent(NamedTuple):
     """The request an answer answers: what the answer must repeat to count."""
 
     number: str | None  # None for a trial: the server chooses the number
@@ -101,22 +97,19 @@ class Sent:
     install_id: str
 
 
-@dataclass(frozen=True)
-class Accepted:
+class Accepted(NamedTuple):
     document: str  # exactly as received, to be stored
     license: License
     binding: Match
 
 
-@dataclass(frozen=True)
-class Rejected:
+class Rejected(NamedTuple):
     """Not a usable document at all: forged, damaged, for another number, host or installation, stale."""
 
     reason: str
 
 
-@dataclass(frozen=True)
-class Unconfirmed:
+class Unconfirmed(NamedTuple):
     """Possibly genuine, but not an answer to this request (a replay, an unsigned refusal)."""
 
     reason: str
@@ -150,8 +143,7 @@ def judge_document(document: object, sent: Sent, keys: TrustedKeys, components: 
     return Accepted(str(document), lic, binding)
 
 
-@dataclass(frozen=True)
-class Refusal:
+class Refusal(NamedTuple):
     """A signed refusal: the server's word that this license must no longer be used."""
 
     registration_number: str

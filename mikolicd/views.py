@@ -6,8 +6,7 @@ reach this module, only match states.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import __version__, regnum
 from .alerts import Alert
@@ -21,8 +20,7 @@ def iso(ts: float | None) -> str | None:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds") if ts else None
 
 
-@dataclass(frozen=True)
-class Binding:
+class Binding(NamedTuple):
     """How the stored license's binding fares on this host's current components."""
 
     match: Match | None  # None: no license, nothing bound

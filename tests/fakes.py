@@ -32,9 +32,10 @@ NUMBER = "MIKO-AAAAA-BBBBB-CCCCC-DDDDD"
 OTHER = "MIKO-EEEEE-FFFFF-GGGGG-HHHHH"
 HOST = Hardware({"system_uuid": "4c4c4544-0042-3310-8057-b4c04f4a4e31", "system_serial": "5X2DKM2",
                  "board_serial": "CN7016355R0123", "disk_serial": "S4EWNX0N123456", "nic": ("00:1b:21:aa:bb:01",),
-                 "machine_id": "0f9c4d2a8b7e4e61a1f3d5c7b9e2a4c6"})
+                 "machine_id": "0f9c4d2a8b7e4e61a1f3d5c7b9e2a4c6"}, {})
 OTHER_HOST = Hardware({"system_uuid": "11111111-2222-3333-4444-555555555555", "system_serial": "ZZ99ZZ9",
-                       "board_serial": "QQ1234567", "disk_serial": "WD-0000000001", "nic": ("00:1b:21:cc:dd:02",)})
+                       "board_serial": "QQ1234567", "disk_serial": "WD-0000000001", "nic": ("00:1b:21:cc:dd:02",)},
+                      {})
 
 
 @dataclass

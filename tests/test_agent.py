@@ -223,7 +223,7 @@ def test_a_clock_days_behind_stays_active_and_the_status_says_by_how_much(active
 
 def test_a_fresh_answer_moves_the_trusted_time_back_when_the_clock_ran_ahead(active):
     active.clock.wall += 30 * DAY  # the box's clock ran a month ahead and the agent trusted it
-    active.agent._keep_time(replace(active.clock.read(), boottime=active.clock.boottime + 600))
+    active.agent._keep_time(active.clock.read()._replace(boottime=active.clock.boottime + 600))
     active.clock.wall -= 30 * DAY
     active.run(active.agent.validate())
     assert active.agent.status()["clock"]["wall_behind_by_s"] == 0
@@ -426,7 +426,7 @@ def test_the_installation_key_is_made_once_and_kept_private(box):
 # ------------------------------------------------------------------------------------------ reload
 def test_reload_swaps_keys_and_client_together(active):
     new_server = FakeServer(clock=active.clock)
-    active.agent.reload(replace(active.agent.setup, keys=new_server.keys, client=new_server))
+    active.agent.reload(active.agent.setup._replace(keys=new_server.keys, client=new_server))
     assert active.agent.status()["state"] == "invalid"  # the stored document is signed by a key no longer trusted
     active.run(active.agent.activate(NUMBER))
     assert active.agent.status()["state"] == "active" and new_server.calls
@@ -500,3 +500,15 @@ def test_the_trial_answer_tells_the_admin_the_new_number_in_full(box):
 def test_a_feature_lists_this_hosts_sessions_of_it(active):
     session = active.run(active.agent.capture(33))["session"]
     assert active.agent.feature(33)["sessions"] == [session]
+
+
+def test_the_status_body_is_rebuilt_when_anything_it_shows_changes_or_a_second_later(active):
+    first = active.agent.status_body()
+    active.clock.advance(0.5)
+    assert active.agent.status_body() is first
+    active.server.on[protocol.VALIDATION] = unreachable()
+    active.run(active.agent.validate())
+    assert json.loads(active.agent.status_body())["state"] == "grace"
+    cached = active.agent.status_body()
+    active.clock.advance(TTL)  # time alone ends the license
+    assert json.loads(active.agent.status_body())["state"] == "expired" and active.agent.status_body() is not cached

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from mikolicd import config
 from mikolicd.config import Config, ConfigError, duration, load, parse
 from mikolicd.jws import load_trusted_keys
 
@@ -82,3 +83,8 @@ def test_shipped_default_config_is_valid():
 def test_shipped_trusted_keys_placeholder_stops_start_up_with_what_to_do():
     with pytest.raises(ValueError, match="install the licensing server's public key"):
         load_trusted_keys(Path(__file__).resolve().parents[1] / "etc" / "trusted_keys.pem")
+
+
+def test_every_key_of_every_section_has_its_reader():
+    for table in config.SECTIONS.values():
+        assert set(config.PARSERS[table]) == set(table._fields), table.__name__

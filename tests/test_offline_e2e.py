@@ -2,7 +2,6 @@
 the answer's own end, and the answer good once and only there."""
 from __future__ import annotations
 
-import subprocess
 
 import pytest
 

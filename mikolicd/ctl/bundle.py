@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__, doctor
-from ..config import Config
+from ..config import SECTIONS, Config
 from ..exits import OK, Failure
 from .outfile import PrivateFile
 from .render import fingerprint_text
@@ -76,18 +76,15 @@ def configuration(config: Config | None) -> str:
     if config is None:
         return "the configuration does not load: see the config check above"
     lines = [f"# {config.source}"]
-    for section in dataclasses.fields(config):
-        table = getattr(config, section.name)
-        if not dataclasses.is_dataclass(table):
-            continue
-        lines.append(f"\n[{section.name}]")
-        for key in dataclasses.fields(table):
-            value = getattr(table, key.name)
-            if key.name == "proxy":
+    for name in SECTIONS:
+        table = getattr(config, name)
+        lines.append(f"\n[{name}]")
+        for key, value in table._asdict().items():
+            if key == "proxy":
                 value = doctor.redact(value)
-            elif key.name == "socket_mode":
+            elif key == "socket_mode":
                 value = f"{value:04o}"
-            lines.append(f"{key.name} = {_toml(value)}")
+            lines.append(f"{key} = {_toml(value)}")
     return "\n".join(lines)
 
 

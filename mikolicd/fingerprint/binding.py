@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 STRONG = ("system_uuid", "system_serial", "board_serial", "chassis_serial", "disk_serial", "nic")
 WEAK = ("machine_id",)
@@ -15,12 +15,12 @@ Value = str | tuple[str, ...]
 Components = dict[str, str | list[str]]
 
 
-@dataclass(frozen=True)
-class Hardware:
-    """Raw component values (never sent anywhere) and, for absent ones, why."""
+class Hardware(NamedTuple):
+    """Raw component values (never sent anywhere) and, for absent ones, why. No defaults: a default dict
+    would be one object shared by every Hardware."""
 
-    values: dict[str, Value] = field(default_factory=dict)
-    missing: dict[str, str] = field(default_factory=dict)
+    values: dict[str, Value]
+    missing: dict[str, str]
 
 
 def keyed_hash(value: str) -> str:
@@ -36,8 +36,7 @@ def components(hw: Hardware) -> Components:
     return out
 
 
-@dataclass(frozen=True)
-class Match:
+class Match(NamedTuple):
     """The verdict on a binding, with enough detail for an admin to see which part moved."""
 
     holds: bool

@@ -99,7 +99,7 @@ def _accept(name: str, raw: str, hw: Hardware) -> None:
 
 def collect_dmi(root: Path, dmidecode: str, wanted: tuple[str, ...] = DMI_COMPONENTS) -> Hardware:
     """Each id from sysfs when the file is readable; the rest from dmidecode, run at most once."""
-    hw = Hardware()
+    hw = Hardware({}, {})
     pending: dict[str, str] = {}
     for name in wanted:
         try:

@@ -69,21 +69,21 @@ def collect_disk(root: Path) -> Hardware:
     """Serial of the disk holding `/`, from the first source that has one."""
     mount = _root_mount(root)
     if mount is None:
-        return Hardware(missing={"disk_serial": "no root mount in proc/self/mountinfo"})
+        return Hardware({}, {"disk_serial": "no root mount in proc/self/mountinfo"})
     devnum, fstype, source = mount
     dev = _block_device(root, devnum, source)
     if dev is None:
-        return Hardware(missing={"disk_serial": f"root filesystem ({fstype}) is not on a block device"})
+        return Hardware({}, {"disk_serial": f"root filesystem ({fstype}) is not on a block device"})
     disk = _backing_disk(dev)
     candidates = [read(disk / "serial"), read(disk / "device/serial"),
                   *_udev_serials(root, disk), *_by_id_names(root, disk)]
     serial = next((c for c in candidates if c), None)
     if serial is None:
-        return Hardware(missing={"disk_serial": f"disk {disk.name} reports no serial"})
+        return Hardware({}, {"disk_serial": f"disk {disk.name} reports no serial"})
     # The later sources only decorate the first (model prefix, by-id name), so a placeholder there is final.
     if is_placeholder(serial):
-        return Hardware(missing={"disk_serial": "placeholder value"})
-    return Hardware(values={"disk_serial": serial})
+        return Hardware({}, {"disk_serial": "placeholder value"})
+    return Hardware({"disk_serial": serial}, {})
 
 
 def _permanent_mac(iface: Path) -> str | None:
@@ -117,15 +117,15 @@ def collect_nics(root: Path) -> Hardware:
         if mac and _is_global_unicast(mac):
             macs.add(mac)
     if not macs:
-        return Hardware(missing={"nic": "no physical network interface with a permanent address"})
-    return Hardware(values={"nic": tuple(sorted(macs))})
+        return Hardware({}, {"nic": "no physical network interface with a permanent address"})
+    return Hardware({"nic": tuple(sorted(macs))}, {})
 
 
 def collect_machine_id(root: Path) -> Hardware:
     """Weak: a cloned image or a copied root filesystem carries it along."""
     value = read(root / "etc/machine-id")
     if value is None:
-        return Hardware(missing={"machine_id": "no etc/machine-id"})
+        return Hardware({}, {"machine_id": "no etc/machine-id"})
     if is_placeholder(value):
-        return Hardware(missing={"machine_id": "placeholder value"})
-    return Hardware(values={"machine_id": value})
+        return Hardware({}, {"machine_id": "placeholder value"})
+    return Hardware({"machine_id": value}, {})

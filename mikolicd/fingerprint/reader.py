@@ -26,7 +26,7 @@ def _live(root: Path, dmidecode: str, wanted: set[str]) -> Hardware:
 
 def collect(root: Path, dmidecode: str = "", snapshot: Path | None = None) -> Hardware:
     """Never raises for absent hardware: every component is optional and says why it is missing."""
-    base = Hardware()
+    base = Hardware({}, {})
     if snapshot is not None:
         try:
             base = read_snapshot(snapshot)
