@@ -9,7 +9,6 @@ daemon's own user, when root writes the snapshot) cannot redirect a write or a c
 from __future__ import annotations
 
 import os
-import secrets
 import stat
 from pathlib import Path
 
@@ -47,7 +46,7 @@ def require_private(dir_fd: int, path: Path) -> os.stat_result:
 
 
 def temp_name(name: str) -> str:
-    return f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    return f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
 
 
 def writer_pid(temp: str) -> int | None:

@@ -1,8 +1,6 @@
 """Component hashes and the binding rule: pure, so the rule can be shown with plain values."""
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import NamedTuple
 
 STRONG = ("system_uuid", "system_serial", "board_serial", "chassis_serial", "disk_serial", "nic")
@@ -25,6 +23,8 @@ class Hardware(NamedTuple):
 
 def keyed_hash(value: str) -> str:
     """Case and padding differ between sysfs and dmidecode for the same id, so both are dropped."""
+    import hashlib  # here, not at the top: starting OpenSSL is a third of what collect-hardware imports,
+    import hmac  # and it writes raw values, never a hash
     return hmac.new(HASH_KEY, value.strip().lower().encode(), hashlib.sha256).hexdigest()
 
 

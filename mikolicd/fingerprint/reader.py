@@ -1,16 +1,12 @@
 """Reading this host's identity: snapshot values first (written by root), live reads for the rest."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from .binding import COMPONENTS, Hardware
 from .dmi import DMI_COMPONENTS, collect_dmi
 from .host import collect_disk, collect_machine_id, collect_nics
 from .snapshot import read_snapshot
-
-log = logging.getLogger("mikolicd.fingerprint")
-
 
 def _live(root: Path, dmidecode: str, wanted: set[str]) -> Hardware:
     """Only the readers for wanted components run, so a full snapshot spares a dmidecode call."""
@@ -31,7 +27,9 @@ def collect(root: Path, dmidecode: str = "", snapshot: Path | None = None) -> Ha
         try:
             base = read_snapshot(snapshot)
         except (OSError, ValueError) as e:
-            log.warning("hardware snapshot %s unusable (%s); reading the hardware live", snapshot, e)
+            import logging  # only then: `mikolicd collect-hardware` starts without the logging machinery
+            logging.getLogger("mikolicd.fingerprint").warning("hardware snapshot %s unusable (%s); reading the "
+                                                              "hardware live", snapshot, e)
     live = _live(Path(root), dmidecode, set(COMPONENTS) - set(base.values))
     values = {**base.values, **live.values}
     missing = {n: base.missing.get(n, why) for n, why in live.missing.items()}
