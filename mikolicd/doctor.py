@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from . import fingerprint, protocol
 from .agentclient import DEFAULT_SOCKET, AgentUnreachable, call
-from .client import Answer, LicensingClient, check_ca_file, tls_context
+from .client import Answer, CERT_EXPIRED, LicensingClient, NAME_MISMATCH, UNKNOWN_ISSUER, check_ca_file, tls_context
 from .config import DEFAULT_PATH, Api, Config, ConfigError, Server, load
 from .errors import ServerRefused, ServerUnreachable
 from .jws import load_trusted_keys
@@ -33,8 +33,6 @@ TIMEOUT_CAP = 10.0
 CLOCK_TOLERANCE = 300.0
 MIN_STRONG = 2  # fewer strong ids and the binding degrades (docs/fingerprint.md)
 # OpenSSL verify results meaning "nobody we trust signed this": what a TLS-inspecting proxy causes.
-UNKNOWN_ISSUER_CODES = frozenset({2, 18, 19, 20, 21})
-CERT_EXPIRED, HOSTNAME_MISMATCH = 10, 62
 PROXY_ENV = ("https_proxy", "HTTPS_PROXY")
 NETWORK = ("dns", "tcp", "tls", "http_ping", "clock")
 CHECKS = ("config", "state_dir", "socket", "fingerprint", "proxy", *NETWORK, "last_validation")
@@ -486,7 +484,7 @@ def judge_tls(host: str, found: TlsFacts, now: dt.datetime) -> Check:
         days = (peer.not_after - now).days
         return Check("tls", True, f"certificate for {peer.subject} issued by {issuer}, valid until "
                      f"{until} ({days} days left), name {host} matches", detail=detail)
-    if found.verify_code in UNKNOWN_ISSUER_CODES and not (peer and peer.from_ca_file):
+    if found.verify_code in UNKNOWN_ISSUER and not (peer and peer.from_ca_file):
         return Check("tls", False, f"the certificate for {host} is issued by {issuer}, which this host "
                      f"does not trust ({found.error}): TLS interception is likely",
                      "if a proxy or firewall inspects HTTPS, exempt the licensing server or add its CA "
@@ -494,7 +492,7 @@ def judge_tls(host: str, found: TlsFacts, now: dt.datetime) -> Check:
     if found.verify_code == CERT_EXPIRED:
         return Check("tls", False, f"the certificate for {host} expired on {until} (issuer {issuer})",
                      "if this host's clock is right, the server's operator must renew the certificate", detail)
-    if found.verify_code == HOSTNAME_MISMATCH:
+    if found.verify_code in NAME_MISMATCH:
         subject = peer.subject if peer else "another name"
         return Check("tls", False, f"the certificate is for {subject}, not {host} (issuer {issuer})",
                      "check the host name in [server] url", detail)

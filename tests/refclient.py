@@ -10,6 +10,7 @@ import os
 import ssl
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -49,6 +50,15 @@ def trial_form(email: str | None = None, company: str = "Example LLC") -> dict:
 
 def new_nonce() -> str:
     return b64url_encode(os.urandom(32))
+
+
+def guess_numbers(connection: Connection, until: float, tally: Counter) -> None:
+    """A client guessing registration numbers as fast as it can, counting the answers by status."""
+    box = Box(connection)
+    while time.monotonic() < until:
+        status, _answer = box.call("validation", registration_number=f"MIKO-{uuid.uuid4().hex[:5].upper()}-AAAAA-"
+                                                                       "BBBBB-CCCCC")
+        tally[status] += 1
 
 
 def claims_of(token: str) -> dict:

@@ -1,11 +1,13 @@
 """The agent end to end: real reference server over HTTPS, the real daemon, its real Unix socket."""
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import re
 import shutil
 import subprocess
+import threading
 import time
 
 import pytest
@@ -251,3 +253,23 @@ def test_a_missing_trusted_keys_file_stops_start_up_saying_what_to_install(tmp_p
                           timeout=30)
     assert done.returncode == 2 and "[server] trusted_keys" in done.stderr
     assert "install the licensing server's public key" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_a_number_guessing_client_does_not_push_a_real_box_into_grace(agent_factory, refserver_factory):
+    """The guesser sends from 127.0.0.2, the box from 127.0.0.1: any 127.x address is this machine."""
+    from refclient import Connection, guess_numbers
+    server = refserver_factory().start()  # the default limits
+    number = server.issue()
+    agent = agent_factory(server=server).start()
+    assert agent.call("POST", "/v1/activation", {"registration_number": number})[1]["state"] == "active"
+    guesses: collections.Counter = collections.Counter()
+    until = time.monotonic() + 4
+    guesser = threading.Thread(target=guess_numbers, args=(Connection(server.port, server.ca, "127.0.0.2"), until, guesses),
+                               daemon=True)
+    guesser.start()
+    states = []
+    while time.monotonic() < until:
+        states.append(agent.call("POST", "/v1/validation")[1]["last_validation"]["outcome"])
+        time.sleep(0.3)
+    guesser.join(20)
+    assert states and set(states) == {"ok"} and guesses[429] > guesses[404]

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections import Counter
 
 import pytest
 
 from mikolicd.refserver.ratelimit import Limiter, Limits, TokenBucket, client_key
 
-from refclient import Box, Connection
+from refclient import Box, Connection, guess_numbers
 
 WINDOW = 4.0  # seconds of guessing and validating side by side
 
@@ -78,14 +77,6 @@ def test_an_ipv6_client_counts_as_its_whole_64(address, key):
 
 # over HTTPS, with the default limits
 
-def _guess(connection: Connection, until: float, tally: Counter) -> None:
-    box = Box(connection)
-    while time.monotonic() < until:
-        status, answer = box.call("validation", registration_number=f"MIKO-{uuid.uuid4().hex[:5].upper()}-AAAAA-"
-                                                                      "BBBBB-CCCCC")
-        tally[status] += 1
-
-
 def test_a_number_guessing_client_is_throttled_while_a_box_validating_its_own_number_is_not(refserver_factory):
     server = refserver_factory().start()
     guesser, box = Connection(server.port, server.ca, "127.0.0.2"), Box(Connection(server.port, server.ca))
@@ -93,7 +84,7 @@ def test_a_number_guessing_client_is_throttled_while_a_box_validating_its_own_nu
     assert box.call("activation", registration_number=number)[0] == 200
     guesses: Counter = Counter()
     until = time.monotonic() + WINDOW
-    thread = threading.Thread(target=_guess, args=(guesser, until, guesses), daemon=True)
+    thread = threading.Thread(target=guess_numbers, args=(guesser, until, guesses), daemon=True)
     thread.start()
     validations = []
     while time.monotonic() < until:
