@@ -18,7 +18,7 @@ from . import legacy, metrics, regnum
 from .agent import Agent
 from .config import Api
 from .errors import Forbidden, InputError, Kind, MikolicdError
-from .forms import FIELDS as TRIAL_FIELDS
+from .forms import FIELDS as TRIAL_FIELDS, is_unicode
 from .httpserver import Admission, HTTPError, Peer, Request, Response, Router, Server, json_response
 from .statuses import status_of
 
@@ -82,11 +82,9 @@ def _checked(value: Any, depth: int = 0) -> Any:
     if depth > MAX_DEPTH:
         raise InputError(f"the request body is nested deeper than {MAX_DEPTH} levels", Kind.INVALID_JSON)
     if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
+        if not is_unicode(value):
             raise InputError("the request body holds text that is not valid Unicode (a lone surrogate)",
-                             Kind.INVALID_JSON) from None
+                             Kind.INVALID_JSON)
     elif isinstance(value, dict):
         for k, v in value.items():
             _checked(k, depth + 1)

@@ -28,7 +28,8 @@ class TrialForm(NamedTuple):
     description: str = ""
 
 
-def _unicode(text: str) -> bool:
+def is_unicode(text: str) -> bool:
+    """Python strings may hold lone surrogates (JSON's "\\ud800", a bad multipart part): no text does."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -48,7 +49,7 @@ def problems(raw: Mapping[str, object]) -> list[FormError]:
             found.append(FormError(name, f"{name} must be a string"))
         elif len(value) > MAX_TEXT:
             found.append(FormError(name, f"{name} is longer than {MAX_TEXT} characters"))
-        elif not _unicode(value):
+        elif not is_unicode(value):
             found.append(FormError(name, f"{name} is not valid Unicode text (a lone surrogate)"))
         elif name in REQUIRED and not value.strip():
             found.append(FormError(name, f"{name} is required for a trial"))

@@ -22,7 +22,7 @@ from . import protocol, regnum
 from .agent import Agent
 from .config import Compat
 from .errors import Kind, MikolicdError
-from .forms import FIELDS as TRIAL_FIELDS
+from .forms import FIELDS as TRIAL_FIELDS, is_unicode
 from .httpserver import HTTPError, Request, Response, Router, json_response
 from .statuses import status_of
 
@@ -148,17 +148,9 @@ def _multipart(request: Request) -> Fields:
         fields = {str(p.get_param("name", header="content-disposition")): p.get_content() for p in parts}
     except (LookupError, ValueError, TypeError, AttributeError, UnicodeError):
         raise Failure(400, "the multipart body is malformed") from None
-    if not all(isinstance(v, str) and _valid_text(v) for v in fields.values()):
+    if not all(isinstance(v, str) and is_unicode(v) for v in fields.values()):
         raise Failure(400, "each multipart field must be valid UTF-8 text")
     return fields
-
-
-def _valid_text(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _fields(request: Request) -> Fields:

@@ -55,10 +55,8 @@ class Caller:
 def _string(value: object, name: str, limit: int = MAX_TEXT) -> str:
     if not isinstance(value, str) or len(value) > limit:
         raise FieldError(name, f"{name} must be a string of at most {limit} characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise FieldError(name, f"{name} is not valid Unicode text (a lone surrogate)") from None
+    if not forms.is_unicode(value):
+        raise FieldError(name, f"{name} is not valid Unicode text (a lone surrogate)")
     return value
 
 
