@@ -15,7 +15,6 @@ import logging
 import operator
 import os
 from collections import Counter
-from dataclasses import replace
 from typing import Any, Callable, NamedTuple, Protocol
 
 from . import alerts, journal, metrics, offlinecode, protocol, regnum, trust, views
@@ -165,7 +164,7 @@ class Agent:
                           "renew it or redeem a coupon", message_id=journal.EXPIRES_SOON,
                           product=product, days_threshold=threshold,
                           registration_number=self.state.registration_number)
-        self._save_quietly(replace(self.state, announced=self.state.announced + tuple(k for k, _, _ in new)))
+        self._save_quietly(self.state._replace(announced=self.state.announced + tuple(k for k, _, _ in new)))
 
     # ------------------------------------------------------------------------------------- views
     def _binding(self) -> views.Binding:
@@ -302,7 +301,7 @@ class Agent:
     def _end_trust(self, exc: ServerRefused, refusal: trust.Refusal) -> None:
         """The server's signed word: the document goes, so no edit of the state can bring it back."""
         now = self.clock.read()
-        self._save_quietly(replace(self.state, document=None, seat_session=None, sessions={},
+        self._save_quietly(self.state._replace(document=None, seat_session=None, sessions={},
                                    validation=Validation(now.wall, Outcome.ENDED, refusal.code, exc.message)))
         self.loaded, self.next_check = Loaded(), None
         self.refresh()
@@ -329,7 +328,7 @@ class Agent:
         """A confirmation: store the document, reset the offline window, and trust its `iat` as the time."""
         now = self.clock.read()
         lic = accepted.license
-        state = replace(self.state, registration_number=lic.registration_number, document=accepted.document,
+        state = self.state._replace(registration_number=lic.registration_number, document=accepted.document,
                         validation=Validation(now.wall, Outcome.OK), released=False, **changes)
         self._save(state)
         self.loaded = Loaded(lic, None, accepted.binding)
@@ -383,7 +382,7 @@ class Agent:
                     raise Conflict(Kind.NUMBER_ACTIVE, f"{regnum.mask(current)} is active on this host; to replace "
                                    "it, ask again with replace: its seat is released first")
                 await self._ask(protocol.RELEASE, current)
-                self._save(replace(self.state, document=None, released=True, seat_session=None, sessions={}))
+                self._save(self.state._replace(document=None, released=True, seat_session=None, sessions={}))
                 self.loaded = Loaded()
                 journal.event(log, logging.INFO, f"released the seat of {regnum.mask(current)} to activate another "
                               "number", message_id=journal.STATE_CHANGED, registration_number=current)
@@ -394,7 +393,7 @@ class Agent:
         number = self._require_license()
         async with self.server_lock:
             await self._ask(protocol.RELEASE, number)
-            self._save(replace(self.state, document=None, released=True, seat_session=None, sessions={}))
+            self._save(self.state._replace(document=None, released=True, seat_session=None, sessions={}))
             self.loaded, self.next_check = Loaded(), None
         return dict(self.status(), released=True)
 
@@ -454,7 +453,7 @@ class Agent:
         async with self.server_lock:
             await self._ask(protocol.RELEASE_FEATURE, number, FEATURE_REFUSALS_ENDING - {protocol.KEY_ERROR},
                             feature=feature, session=session)
-            self._save(replace(self.state, sessions={k: v for k, v in self.state.sessions.items() if k != session}))
+            self._save(self.state._replace(sessions={k: v for k, v in self.state.sessions.items() if k != session}))
         return {"released": True, "feature": feature, "state": self.refresh().state.value}
 
     def send_metrics(self, fields: dict[str, str]) -> bool:
@@ -463,7 +462,7 @@ class Agent:
         now = self.clock.read().wall
         if not number or now - self.state.metrics_at < METRICS_EVERY:
             return False
-        self._save_quietly(replace(self.state, metrics_at=now))
+        self._save_quietly(self.state._replace(metrics_at=now))
         sent = trust.Sent(number, self.entropy.nonce(), self.installation.id)
         body = self._body(sent, {"fields": fields})
 
@@ -535,7 +534,7 @@ class Agent:
         return outcome
 
     def _record(self, validation: Validation) -> None:
-        self._save_quietly(replace(self.state, validation=validation))
+        self._save_quietly(self.state._replace(validation=validation))
         self.refresh()
 
     # --------------------------------------------------------------------------------- offline
@@ -556,7 +555,7 @@ class Agent:
         if changes and self.state.document is not None:
             changes.update(document=None, seat_session=None, sessions={})  # the old number's license had ended
             self.loaded = Loaded()
-        self._save(replace(self.state, offline_nonce=nonce, **changes))
+        self._save(self.state._replace(offline_nonce=nonce, **changes))
         return {"request": request, "code": offlinecode.encode(request)}
 
     def apply_offline(self, response: object) -> dict:
@@ -590,7 +589,7 @@ class Agent:
         claims = {"registration_number": number, "install_id": self.installation.id, "nonce": self.entropy.nonce(),
                   "iat": int(self.judged_at())}
         receipt = self.installation.sign(claims, RELEASE_RECEIPT_TYPE)
-        self._save(replace(self.state, document=None, released=True, seat_session=None, sessions={},
+        self._save(self.state._replace(document=None, released=True, seat_session=None, sessions={},
                            offline_nonce=None))
         self.loaded, self.next_check = Loaded(), None
         self.refresh()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
@@ -69,15 +68,19 @@ class Peer(NamedTuple):
     address: str | None = None
 
 
-@dataclass
 class Request:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]  # names in lower case
-    body: bytes
-    peer: Peer = Peer()
-    params: dict[str, str] = field(default_factory=dict)  # the route's `{name}` segments
+    """One request as the parser saw it; the router sets `params`, the route's `{name}` segments."""
+
+    __slots__ = ("method", "path", "query", "headers", "body", "peer", "params")
+
+    def __init__(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes,
+                 peer: Peer = Peer()):
+        self.method, self.path, self.query, self.body, self.peer = method, path, query, body, peer
+        self.headers = headers  # names in lower case
+        self.params: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"Request({self.method} {self.path} from {self.peer})"
 
     @property
     def content_type(self) -> str:

@@ -22,7 +22,6 @@ import socket
 import struct
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from .httpproto import (CONTINUE, Close, Continue, Event, HTTPError, Limits, Peer, Refusal, Request, Response,
@@ -39,10 +38,10 @@ Privileged = Callable[[Peer], bool]
 
 
 # ---------------------------------------------------------------------------------------------- routes
-@dataclass
 class _Route:
-    segments: tuple[str, ...]
-    methods: dict[str, Handler] = field(default_factory=dict)
+    def __init__(self, segments: tuple[str, ...]):
+        self.segments = segments
+        self.methods: dict[str, Handler] = {}
 
     @property
     def placeholders(self) -> int:

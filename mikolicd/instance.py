@@ -11,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
-from dataclasses import dataclass, field
 from pathlib import Path
 
 STATE_LOCK = ".lock"
@@ -81,11 +80,11 @@ def socket_alive(sock: Path) -> bool:
     return True
 
 
-@dataclass
 class Instance:
     """The locks of this process; they last until `release` or the process's end."""
 
-    fds: list[int] = field(default_factory=list)
+    def __init__(self, fds: list[int]):
+        self.fds = fds
 
     def release(self) -> None:
         for fd in self.fds:

@@ -21,7 +21,6 @@ import math
 import re
 import sys
 import threading
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from . import __version__
@@ -34,14 +33,14 @@ OUTCOMES = ("ok", "refused", "unreachable", "unconfirmed")
 LATENCY_BOUNDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 DAY = 86400
 REDACTED = "redacted"
-_SECRET = re.compile(
-    r"MIKO(?:UPD)?-[A-Z0-9]{5}(?:-[A-Z0-9]{5}){3}"  # registration number, coupon
+# Patterns as text: `re` compiles them at the first scrape (and keeps them), not in every start-up.
+_SECRET = (
+    r"(?i)MIKO(?:UPD)?-[A-Z0-9]{5}(?:-[A-Z0-9]{5}){3}"  # registration number, coupon
     r"|[^\s@\"]+@[^\s@\"]+"  # e-mail address
     r"|[0-9A-F]{2}(?:[:-][0-9A-F]{2}){5}"  # MAC address
     r"|[0-9A-F]{8}(?:-[0-9A-F]{4}){3}-[0-9A-F]{12}"  # DMI UUID
-    r"|[0-9A-F]{12,}",  # bare MAC, machine id, component hash
-    re.IGNORECASE)
-_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")  # OpenMetrics can escape only \n
+    r"|[0-9A-F]{12,}")  # bare MAC, machine id, component hash
+_CONTROL = r"[\x00-\x09\x0b-\x1f\x7f]"  # OpenMetrics can escape only \n
 _PYTHON = "{}.{}.{}".format(*sys.version_info[:3])
 
 
@@ -91,8 +90,7 @@ class LatencyHistogram:
             return Histogram(self._bounds, counts, self._sum, counts[-1])
 
 
-@dataclass(frozen=True)
-class MetricsView:
+class MetricsView(NamedTuple):
     """Everything `/metrics` shows; None means "not known" and leaves that sample out."""
 
     state: str
@@ -101,20 +99,15 @@ class MetricsView:
     last_validation: float | None = None  # Unix seconds
     next_validation: float | None = None  # Unix seconds
     validations: Validations = Validations()
-    latency: Histogram = field(default_factory=lambda: LatencyHistogram().snapshot())
+    latency: Histogram = LatencyHistogram().snapshot()  # empty; immutable, so one default serves all
     version: str = __version__
     python_version: str = _PYTHON
-
-    def __post_init__(self) -> None:
-        if self.state not in STATES:
-            raise ValueError(f"unknown license state {self.state!r}")
 
 
 Sample = tuple[str, dict[str, str], float]  # name suffix, labels, value
 
 
-@dataclass(frozen=True)
-class _Family:
+class _Family(NamedTuple):
     name: str
     kind: str  # OpenMetrics type: gauge, counter, histogram or info
     help: str
@@ -124,7 +117,7 @@ class _Family:
 
 def _text(value: str) -> str:
     """A label value from text: secrets replaced, then escaped as both formats require."""
-    value = _CONTROL.sub(" ", _SECRET.sub(REDACTED, value))
+    value = re.sub(_CONTROL, " ", re.sub(_SECRET, REDACTED, value))
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
@@ -156,6 +149,8 @@ def _histogram(name: str, help_text: str, hist: Histogram) -> _Family:
 
 
 def _families(view: MetricsView) -> list[_Family]:
+    if view.state not in STATES:
+        raise ValueError(f"unknown license state {view.state!r}")
     products = sorted(view.products, key=lambda product: product.id)
     return [
         _Family("mikolicd_license_state", "gauge", "1 for the license state the agent is in, 0 for the others.",

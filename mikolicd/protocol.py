@@ -63,7 +63,7 @@ ADVICE = {
     COUPON_BLOCKED: "This coupon is blocked. Contact Miko support.",
 }
 
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_UNPRINTABLE = r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+"  # compiled at first use, not at start-up
 MAX_TEXT = 300
 
 
@@ -71,7 +71,7 @@ def clean_text(text: str, limit: int = MAX_TEXT) -> str:
     """Text from the server, safe to store, log and serve: valid UTF-8 (lone surrogates replaced), one
     line, bounded. The server is trusted for licenses, not for well-formed strings."""
     text = text.encode("utf-8", "replace").decode("utf-8")
-    return _UNPRINTABLE.sub(" ", text).strip()[:limit]
+    return re.sub(_UNPRINTABLE, " ", text).strip()[:limit]
 
 
 def explain(code: int | None, server_message: str) -> str:

@@ -15,8 +15,8 @@ import logging
 import os
 import stat
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from nacl.signing import SigningKey
 
@@ -35,14 +35,15 @@ INSTALLATION = "installation.key"
 VERSION = 2
 
 
-@dataclass(frozen=True)
-class State:
+class State(NamedTuple):
+    """What the agent keeps; never changed in place, only replaced (`_replace`) and saved whole."""
+
     registration_number: str | None = None
     document: str | None = None  # the signed document exactly as received
     validation: Validation | None = None
     released: bool = False  # the seat was given back on purpose: nothing re-binds it silently
     seat_session: str | None = None  # the session of the seat feature: the activation's
-    sessions: dict[str, int] = field(default_factory=dict)  # other features' capture sessions -> feature
+    sessions: dict[str, int] = {}  # other features' capture sessions -> feature; a new dict on every change
     offline_nonce: str | None = None  # of the latest offline request: its answer may be applied once
     announced: tuple[str, ...] = ()  # expiry thresholds already written to the journal (`alerts.crossed`)
     metrics_at: float = 0.0  # when usage metrics were last forwarded

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import replace
 
 import pytest
 
@@ -359,7 +358,7 @@ def offline_answer(box: Box, request: str, **changes) -> str:
 
 def test_an_offline_answer_makes_the_box_active_without_any_server(box):
     box.server.on = {path: unreachable() for path in (protocol.VALIDATION, protocol.ACTIVATION)}
-    box.agent.state = replace(box.agent.state, registration_number=NUMBER)
+    box.agent.state = box.agent.state._replace(registration_number=NUMBER)
     request = box.agent.offline_request()
     answer = offline_answer(box, request["request"])
     status = box.agent.apply_offline(answer)
@@ -372,7 +371,7 @@ def test_an_offline_answer_makes_the_box_active_without_any_server(box):
 
 
 def test_an_offline_answer_for_another_host_is_refused(box):
-    box.agent.state = replace(box.agent.state, registration_number=NUMBER)
+    box.agent.state = box.agent.state._replace(registration_number=NUMBER)
     request = box.agent.offline_request()["request"]
     answer = offline_answer(box, request, binding={"components": components(OTHER_HOST)})
     with pytest.raises(UntrustedAnswer, match="different hardware"):
@@ -381,7 +380,7 @@ def test_an_offline_answer_for_another_host_is_refused(box):
 
 def test_an_offline_answer_can_be_pasted_as_its_code(box):
     from mikolicd import offlinecode
-    box.agent.state = replace(box.agent.state, registration_number=NUMBER)
+    box.agent.state = box.agent.state._replace(registration_number=NUMBER)
     request = box.agent.offline_request()["request"]
     assert box.agent.apply_offline(offlinecode.encode(offline_answer(box, request)))["state"] == "active"
 

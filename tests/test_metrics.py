@@ -5,7 +5,6 @@ import math
 import statistics
 import subprocess
 import sys
-from dataclasses import replace
 
 import pytest
 from prometheus_client.metrics_core import Metric
@@ -97,14 +96,14 @@ def test_openmetrics_unless_only_the_text_format_is_accepted(accept, openmetrics
 
 @pytest.mark.parametrize("state", STATES)
 def test_state_is_one_hot_over_every_state(state):
-    values = {labels["state"]: value for _, labels, value in samples(replace(VIEW, state=state),
+    values = {labels["state"]: value for _, labels, value in samples(VIEW._replace(state=state),
                                                                         "mikolicd_license_state")}
     assert values == {name: int(name == state) for name in STATES}
 
 
 def test_an_unknown_state_is_refused():
     with pytest.raises(ValueError, match="unknown license state"):
-        MetricsView(state="licensed")
+        render(MetricsView(state="licensed"))
 
 
 def test_days_left_are_given_per_product_in_seconds():
@@ -118,7 +117,7 @@ def test_a_termless_product_has_infinite_time_left():
 
 
 def test_products_are_listed_by_id():
-    view = replace(VIEW, products=(ProductTerm(2000, "B", 1), ProductTerm(12, "A", 2)))
+    view = VIEW._replace(products=(ProductTerm(2000, "B", 1), ProductTerm(12, "A", 2)))
     listed = [labels["product"] for _, labels, _ in samples(view, "mikolicd_license_remaining_seconds")]
     assert listed == ["12", "2000"]
 
@@ -154,7 +153,7 @@ def test_latency_histogram_puts_each_call_in_its_bucket():
     latency = LatencyHistogram(bounds=(0.1, 1.0))
     for seconds in (0.05, 0.1, 0.5, 3.0):
         latency.observe(seconds)
-    assert samples(replace(VIEW, latency=latency.snapshot()), "mikolicd_server_request_duration_seconds") == [
+    assert samples(VIEW._replace(latency=latency.snapshot()), "mikolicd_server_request_duration_seconds") == [
         ("mikolicd_server_request_duration_seconds_bucket", {"le": "0.1"}, 2),
         ("mikolicd_server_request_duration_seconds_bucket", {"le": "1.0"}, 3),
         ("mikolicd_server_request_duration_seconds_bucket", {"le": "+Inf"}, 4),
@@ -185,7 +184,7 @@ def test_build_info_names_the_agent_and_python_versions():
 
 def test_label_values_are_escaped():
     name = 'Module "Quotes" \\ and\nnewline'
-    view = replace(VIEW, products=(ProductTerm(7, name, 3),))
+    view = VIEW._replace(products=(ProductTerm(7, name, 3),))
     assert samples(view, "mikolicd_license_remaining_seconds")[0][1]["name"] == name
 
 
@@ -194,9 +193,9 @@ def test_label_values_are_escaped():
 @pytest.mark.parametrize("kind", SECRETS)
 def test_secrets_in_text_fields_never_reach_the_output(field, kind, openmetrics):
     text = f"x {SECRETS[kind]} y"
-    view = {"product name": replace(VIEW, products=(ProductTerm(11, text, 3),)),
-            "version": replace(VIEW, version=text),
-            "python version": replace(VIEW, python_version=text)}[field]
+    view = {"product name": VIEW._replace(products=(ProductTerm(11, text, 3),)),
+            "version": VIEW._replace(version=text),
+            "python version": VIEW._replace(python_version=text)}[field]
     output = render(view, openmetrics).decode()
     assert SECRETS[kind].lower() not in output.lower()
     assert families(view)  # still parses
