@@ -249,10 +249,12 @@ class Agent:
             log.warning("%s; the clock checkpoint is kept in memory", exc.message)
         self.checkpoint = checkpoint
 
-    def _keep_time(self, now: Reading) -> None:
-        """Checkpoint the trusted time at least every CHECKPOINT_EVERY, so a restart or a reboot loses little."""
+    def keep_time(self, now: Reading | None = None, due_only: bool = True) -> None:
+        """Checkpoint the trusted time when one is due (CHECKPOINT_EVERY), or now: a reboot then loses
+        little. The schedule, the watchdog's pings and the daemon's stop call it."""
+        now = now or self.clock.read()
         cp = self.checkpoint
-        if cp is None or cp.boot_id != now.boot_id or now.boottime - cp.boottime >= CHECKPOINT_EVERY:
+        if not due_only or cp is None or cp.boot_id != now.boot_id or now.boottime - cp.boottime >= CHECKPOINT_EVERY:
             self._checkpoint(trust.advanced(cp, now, self._floor()))
 
     # ---------------------------------------------------------------------------- server calls
@@ -602,29 +604,33 @@ class Agent:
         if self.state.document:
             self.next_check = self.setup.policy.first_check(self.clock.read().wall, last_ok, self.entropy.random())
 
-    def _sleep_for(self, now: Reading) -> float:
-        """Until the next thing to do: a check, a checkpoint, or a date boundary. Nothing else wakes the loop."""
-        waits = [CHECKPOINT_EVERY - (now.boottime - self.checkpoint.boottime) if self.checkpoint else 0.0]
+    def _sleep_for(self, now: Reading, checkpoints: bool = True) -> float | None:
+        """Until the next thing to do: a check, a date boundary, or (unless someone else keeps the time) a
+        checkpoint; None when there is nothing to do but be woken. Nothing else wakes the loop."""
+        waits = []
+        if checkpoints:
+            waits.append(CHECKPOINT_EVERY - (now.boottime - self.checkpoint.boottime) if self.checkpoint else 0.0)
         if self.next_check is not None:
             waits.append(self.next_check - now.wall)
         judged = self.judged_at(now)
         waits += [t - judged for t in boundaries(self.loaded.license, judged)[:1]]
-        return max(0.05, min(waits))
+        return max(0.05, min(waits)) if waits else None
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """The schedule: validate when due, checkpoint the trusted time, act on date boundaries."""
+    async def run(self, stop: asyncio.Event, checkpoints: bool = True) -> None:
+        """The schedule: validate when due, act on date boundaries, and checkpoint the trusted time unless
+        `checkpoints` is off because the caller does (on the watchdog's pings, a wake-up it makes anyway)."""
         self.schedule_start()
         while not stop.is_set():
             now = self.clock.read()
             self.refresh()
-            self._keep_time(now)
+            self.keep_time(now)
             if self.next_check is not None and now.wall >= self.next_check and self.state.document:
                 async with self.server_lock:
                     await self._validation_round()
                 continue
             self.wake.clear()
             try:
-                await asyncio.wait_for(self.wake.wait(), self._sleep_for(now))
+                await asyncio.wait_for(self.wake.wait(), self._sleep_for(now, checkpoints))
             except asyncio.TimeoutError:
                 pass
 

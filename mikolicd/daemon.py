@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from . import api, build, config as configuration, instance, journal, legacy, regnum
-from .agent import Agent
+from .agent import CHECKPOINT_EVERY, Agent
 from .errors import MikolicdError, StorageFailed
 from .httpserver import Admission, Limits, Server, open_files_limit
 from .lifecycle import Verdict
@@ -93,9 +93,10 @@ class Daemon:
 
     async def _watchdog(self, interval: float, schedule: asyncio.Task) -> None:
         """Pings come from the event loop and only while the schedule runs: a stuck loop or a dead schedule
-        stops them, and systemd restarts the daemon."""
+        stops them, and systemd restarts the daemon. The trusted time is checkpointed on them when due."""
         while not self.stop.is_set() and not schedule.done():
             self.notifier.watchdog()
+            self.agent.keep_time()
             try:
                 await asyncio.wait_for(self.stop.wait(), interval)
             except asyncio.TimeoutError:
@@ -144,16 +145,20 @@ class Daemon:
         gc.freeze()  # start-up objects live forever: keep them out of every later collection
         gc.enable()  # off during start-up (mikolicd.main)
         self.notifier.ready(describe(verdict))
-        tasks = [asyncio.create_task(self.agent.run(self.stop)), asyncio.create_task(self._import_key())]
+        pings = self.notifier.watchdog_interval
+        pings_keep_time = pings is not None and pings <= CHECKPOINT_EVERY  # then idle, only the pings wake it
+        tasks = [asyncio.create_task(self.agent.run(self.stop, checkpoints=not pings_keep_time)),
+                 asyncio.create_task(self._import_key())]
         tasks[0].add_done_callback(_report_crash)
-        if self.notifier.watchdog_interval:
-            tasks.append(asyncio.create_task(self._watchdog(self.notifier.watchdog_interval, tasks[0])))
+        if pings:
+            tasks.append(asyncio.create_task(self._watchdog(pings, tasks[0])))
         await self.stop.wait()
         self.notifier.stopping()
         log.info("stopping")
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self.agent.keep_time(due_only=False)  # a clean stop (a reboot's) loses no trusted time
         for server in self.servers:
             await server.close(SHUTDOWN_GRACE)  # answers still waiting on the licensing server are cut
         return 0

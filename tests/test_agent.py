@@ -205,7 +205,7 @@ def test_a_clock_cycled_back_and_forth_gains_nothing(active):
     for step in range(int(TTL // 3600) + 2):
         active.clock.advance(3600)
         active.clock.wall += 59 * 60 if step % 2 else -119 * 60  # the owner's clock games
-        active.agent._keep_time(active.clock.read())
+        active.agent.keep_time(active.clock.read())
     assert active.agent.status()["state"] == "expired"
 
 
@@ -222,7 +222,7 @@ def test_a_clock_days_behind_stays_active_and_the_status_says_by_how_much(active
 
 def test_a_fresh_answer_moves_the_trusted_time_back_when_the_clock_ran_ahead(active):
     active.clock.wall += 30 * DAY  # the box's clock ran a month ahead and the agent trusted it
-    active.agent._keep_time(active.clock.read()._replace(boottime=active.clock.boottime + 600))
+    active.agent.keep_time(active.clock.read()._replace(boottime=active.clock.boottime + 600))
     active.clock.wall -= 30 * DAY
     active.run(active.agent.validate())
     assert active.agent.status()["clock"]["wall_behind_by_s"] == 0
@@ -239,10 +239,10 @@ def test_after_a_reboot_the_trusted_time_starts_from_the_checkpoint(active):
 def test_the_trusted_time_is_checkpointed_every_ten_minutes(active):
     first = json.loads((active.state_dir / CLOCK).read_text())
     active.clock.advance(599)
-    active.agent._keep_time(active.clock.read())
+    active.agent.keep_time(active.clock.read())
     assert json.loads((active.state_dir / CLOCK).read_text()) == first
     active.clock.advance(1)
-    active.agent._keep_time(active.clock.read())
+    active.agent.keep_time(active.clock.read())
     assert json.loads((active.state_dir / CLOCK).read_text())["trusted"] == first["trusted"] + 600
 
 
@@ -444,6 +444,18 @@ def test_the_agent_sleeps_until_the_next_thing_to_do(active):
     assert active.agent._sleep_for(now) == pytest.approx(600)
     active.agent.next_check = now.wall + 30
     assert active.agent._sleep_for(now) == pytest.approx(30)
+
+
+def test_when_the_watchdog_keeps_the_time_the_schedule_sleeps_until_its_next_check(active):
+    now = active.clock.read()
+    active.agent.next_check = now.wall + 3600
+    assert active.agent._sleep_for(now, checkpoints=False) == pytest.approx(3600)
+
+
+def test_with_nothing_planned_and_the_time_kept_elsewhere_the_agent_sleeps_until_woken(box):
+    box.agent.keep_time()
+    assert box.agent._sleep_for(box.clock.read(), checkpoints=False) is None
+    assert box.agent._sleep_for(box.clock.read()) == pytest.approx(600)
 
 
 def test_a_trial_answer_whose_number_differs_from_its_document_is_rejected(box):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -125,6 +126,16 @@ def test_sigterm_says_stopping_and_exits_zero_promptly(agent, listener):
     os.kill(agent.proc.pid, signal.SIGTERM)
     assert agent.proc.wait(5) == 0
     wait_for(lambda: notify.seen("STOPPING=1"), 5, "STOPPING=1")
+
+
+def test_a_clean_stop_checkpoints_the_trusted_time_so_a_reboot_loses_none_of_it(agent):
+    agent.start()
+    clock = agent.state / "clock.json"
+    first = wait_for(lambda: clock.exists() and json.loads(clock.read_text()), 10, "the first checkpoint")
+    time.sleep(0.2)  # boot time and the wall clock move on
+    agent.stop()
+    last = json.loads(clock.read_text())
+    assert last["boottime"] > first["boottime"] and last["trusted"] > first["trusted"]
 
 
 def test_sigterm_during_a_hung_server_call_still_exits_zero(tmp_path, listener):
