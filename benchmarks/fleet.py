@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from mikolicd import build, protocol
 from mikolicd.client import LicensingClient
-from mikolicd.config import Config, Server
+from mikolicd.config import Config, ServerSection
 from mikolicd.errors import ServerUnreachable
 from mikolicd.refserver.ratelimit import TokenBucket
 from mikolicd.schedule import Policy
@@ -163,7 +163,7 @@ def retry_after(stage: Stage) -> Outcome:
     """The real server under load answers 429 with Retry-After, and the real client waits that long."""
     rate = 0.5
     url = stage.start_server("--max-rps", str(rate))
-    client = LicensingClient(Server(url=url, trusted_keys=stage.server_dir / "trusted_keys.pem",
+    client = LicensingClient(ServerSection(url=url, trusted_keys=stage.server_dir / "trusted_keys.pem",
                                     ca_file=stage.pki.ca, timeout=5.0), default_policy())
     refusals: list[float | None] = []
     try:

@@ -11,9 +11,9 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from .config import Api
+from .config import ApiSection
 
-DEFAULT_SOCKET = Api().socket
+DEFAULT_SOCKET = ApiSection().socket
 
 
 class UnixConnection(http.client.HTTPConnection):

@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable
 
 from . import legacy, metrics, regnum
 from .agent import Agent
-from .config import Api
+from .config import ApiSection
 from .errors import Forbidden, InputError, Kind, MikolicdError
 from .forms import FIELDS as TRIAL_FIELDS, is_unicode
 from .httpserver import Admission, HTTPError, Peer, Request, Response, Router, Server, json_response
@@ -199,7 +199,7 @@ def prepare_socket_path(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
 
 
-def secure_socket(path: Path, api: Api) -> None:
+def secure_socket(path: Path, api: ApiSection) -> None:
     os.chmod(path, api.socket_mode)
     if api.socket_group:
         try:

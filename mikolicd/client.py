@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import NamedTuple, TYPE_CHECKING
 
 from . import __version__, protocol
-from .config import Server
+from .config import ServerSection
 from .errors import ServerRefused, ServerUnreachable
 from .protocol import clean_text
 from .schedule import Policy
@@ -123,7 +123,7 @@ def _system_ca_dir() -> str | None:
     return paths.capath if hashed else None
 
 
-def tls_context(server: Server) -> ssl.SSLContext:
+def tls_context(server: ServerSection) -> ssl.SSLContext:
     """The daemon's trust, shared so diagnostics judge the server exactly as the daemon does."""
     context = ssl.create_default_context(capath=_system_ca_dir())
     if server.ca_file:
@@ -131,7 +131,7 @@ def tls_context(server: Server) -> ssl.SSLContext:
     return context
 
 
-def check_ca_file(server: Server) -> None:
+def check_ca_file(server: ServerSection) -> None:
     """Refuse an unreadable [server] ca_file at start-up, without the cost of loading the system CAs."""
     if server.ca_file:
         ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(server.ca_file))
@@ -140,7 +140,7 @@ def check_ca_file(server: Server) -> None:
 class LicensingClient:
     """One server's HTTPS client. Raises ServerRefused for a business answer, ServerUnreachable otherwise."""
 
-    def __init__(self, server: Server, policy: Policy, *, sleep: Callable[[float], None] = time.sleep,
+    def __init__(self, server: ServerSection, policy: Policy, *, sleep: Callable[[float], None] = time.sleep,
                  rand: Callable[[], float] = random.random):
         self.server = server
         self.policy = policy

@@ -94,7 +94,9 @@ def _flag(value: Any) -> bool:
     raise ValueError("true or false")
 
 
-class Server(NamedTuple):
+# One record per [section], named for it: none shares a name with what it configures (`httpserver.Server`,
+# the fingerprint's `Hardware`).
+class ServerSection(NamedTuple):
     url: str = "https://lic.miko.ru"
     trusted_keys: Path = Path("/etc/mikolicd/trusted_keys.pem")
     ca_file: Path | None = None
@@ -102,18 +104,18 @@ class Server(NamedTuple):
     proxy: str = ""
 
 
-class Storage(NamedTuple):
+class StorageSection(NamedTuple):
     state_dir: Path = Path("/var/lib/mikolicd")
 
 
-class Api(NamedTuple):
+class ApiSection(NamedTuple):
     socket: Path = Path("/run/mikolicd.sock")
     socket_mode: int = 0o660
     socket_group: str = ""
     admin_groups: tuple[str, ...] = ()
 
 
-class Compat(NamedTuple):
+class CompatSection(NamedTuple):
     listen: str = ""
     allow_remote: bool = False
     # The file the PBX writes for the closed daemon (<temp>/nats_cache/license.key): a number found there
@@ -121,39 +123,39 @@ class Compat(NamedTuple):
     key_file: Path | None = None
 
 
-class Schedule(NamedTuple):
+class ScheduleSection(NamedTuple):
     check_interval: float = 6 * 3600.0
     jitter: float = 0.1
     retry_max_delay: float = 6 * 3600.0
 
 
-class Hardware(NamedTuple):
+class HardwareSection(NamedTuple):
     root: Path = Path("/")
     dmidecode: str = "dmidecode"
     snapshot: Path | None = None
 
 
 class Config(NamedTuple):
-    server: Server = Server()
-    storage: Storage = Storage()
-    api: Api = Api()
-    compat: Compat = Compat()
-    schedule: Schedule = Schedule()
-    hardware: Hardware = Hardware()
+    server: ServerSection = ServerSection()
+    storage: StorageSection = StorageSection()
+    api: ApiSection = ApiSection()
+    compat: CompatSection = CompatSection()
+    schedule: ScheduleSection = ScheduleSection()
+    hardware: HardwareSection = HardwareSection()
     source: str = "(built-in defaults)"
 
 
 # The sections of the file, and how each key of each is read: one table, so a reader finds every rule.
-SECTIONS: dict[str, type] = {"server": Server, "storage": Storage, "api": Api, "compat": Compat,
-                             "schedule": Schedule, "hardware": Hardware}
+SECTIONS: dict[str, type] = {"server": ServerSection, "storage": StorageSection, "api": ApiSection,
+                             "compat": CompatSection, "schedule": ScheduleSection, "hardware": HardwareSection}
 PARSERS: dict[type, dict[str, Callable[[Any], Any]]] = {
-    Server: {"url": _https_url, "trusted_keys": _path, "ca_file": _optional_path, "timeout": _positive_duration,
-             "proxy": _proxy},
-    Storage: {"state_dir": _path},
-    Api: {"socket": _path, "socket_mode": _mode, "socket_group": _text, "admin_groups": _names},
-    Compat: {"listen": _listen, "allow_remote": _flag, "key_file": _optional_path},
-    Schedule: {"check_interval": _positive_duration, "jitter": _fraction, "retry_max_delay": _positive_duration},
-    Hardware: {"root": _path, "dmidecode": _text, "snapshot": _optional_path},
+    ServerSection: {"url": _https_url, "trusted_keys": _path, "ca_file": _optional_path,
+                    "timeout": _positive_duration, "proxy": _proxy},
+    StorageSection: {"state_dir": _path},
+    ApiSection: {"socket": _path, "socket_mode": _mode, "socket_group": _text, "admin_groups": _names},
+    CompatSection: {"listen": _listen, "allow_remote": _flag, "key_file": _optional_path},
+    ScheduleSection: {"check_interval": _positive_duration, "jitter": _fraction, "retry_max_delay": _positive_duration},
+    HardwareSection: {"root": _path, "dmidecode": _text, "snapshot": _optional_path},
 }
 
 

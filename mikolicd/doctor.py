@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from . import fingerprint, protocol
 from .agentclient import DEFAULT_SOCKET, AgentUnreachable, call
 from .client import Answer, CERT_EXPIRED, LicensingClient, NAME_MISMATCH, UNKNOWN_ISSUER, check_ca_file, tls_context
-from .config import DEFAULT_PATH, Api, Config, ConfigError, Server, load
+from .config import DEFAULT_PATH, ApiSection, Config, ConfigError, ServerSection, load
 from .errors import ServerRefused, ServerUnreachable
 from .jws import load_trusted_keys
 from .schedule import Policy
@@ -97,7 +97,7 @@ class Hop:
         return f"the {self.role} {self.host}:{self.port}"
 
 
-def first_hop(server: Server) -> Hop:
+def first_hop(server: ServerSection) -> Hop:
     if server.proxy:
         parts = urlsplit(server.proxy)
         return Hop("proxy", parts.hostname or "", parts.port or _DEFAULT_PORTS[parts.scheme])
@@ -161,7 +161,7 @@ def _unreadable(key: str, path: Path | None, exc: OSError, fix: str) -> FileProb
     return FileProblem(f"[server] {key} {path}: {exc.strerror or exc}", fix)
 
 
-def probe_server_files(server: Server) -> list[FileProblem]:
+def probe_server_files(server: ServerSection) -> list[FileProblem]:
     """With the daemon's own loaders: a file it would refuse at start-up fails here, for the same reason."""
     problems = []
     try:
@@ -266,7 +266,7 @@ def probe_socket(path: Path) -> SocketFacts:
                        os.access(path, os.R_OK | os.W_OK))
 
 
-def judge_socket(path: Path, api: Api, found: SocketFacts, agent: AgentFacts) -> Check:
+def judge_socket(path: Path, api: ApiSection, found: SocketFacts, agent: AgentFacts) -> Check:
     if found.error:
         return Check("socket", None, f"cannot inspect {path}: {found.error}", "run mikolicctl doctor as root")
     if found.mode is None:
@@ -381,7 +381,7 @@ def judge_tcp(hop: Hop, result: str | OSError, environment_proxy: str) -> Check:
 
 
 @dataclass(frozen=True)
-class Peer:
+class PresentedCertificate:
     """The server's certificate as presented, trusted or not."""
 
     subject: str
@@ -392,7 +392,7 @@ class Peer:
 
 @dataclass(frozen=True)
 class TlsFacts:
-    peer: Peer | None  # None: no handshake, or an untrusted certificate that cannot be decoded here
+    peer: PresentedCertificate | None  # None: no handshake, or an untrusted certificate that cannot be decoded here
     error: str = ""  # empty: verified
     verify_code: int | None = None
 
@@ -403,13 +403,13 @@ def _name(rdns: tuple) -> str:
     return fields.get("commonName") or ", ".join(f"{k}={v}" for k, v in fields.items())
 
 
-def _verified_peer(cert: dict[str, Any]) -> Peer:
+def _verified_peer(cert: dict[str, Any]) -> PresentedCertificate:
     """From the `ssl` module's view of a verified certificate: no extra library needed."""
     not_after = dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(cert["notAfter"]), dt.timezone.utc)
-    return Peer(_name(cert.get("subject", ())), _name(cert.get("issuer", ())), not_after, False)
+    return PresentedCertificate(_name(cert.get("subject", ())), _name(cert.get("issuer", ())), not_after, False)
 
 
-def _untrusted_peer(der: bytes, ca_file: Path | None) -> Peer | None:
+def _untrusted_peer(der: bytes, ca_file: Path | None) -> PresentedCertificate | None:
     """A certificate the handshake refused is only available as DER; decoding it needs `cryptography`, which
     the box need not have: without it the verdict names the verify error but not the issuer."""
     try:
@@ -435,7 +435,7 @@ def _untrusted_peer(der: bytes, ca_file: Path | None) -> Peer | None:
         cas = x509.load_pem_x509_certificates(ca_file.read_bytes()) if ca_file else []
     except (OSError, ValueError):
         cas = []  # the config check reports an unloadable ca_file
-    return Peer(common_name(cert.subject), common_name(cert.issuer), cert.not_valid_after_utc,
+    return PresentedCertificate(common_name(cert.subject), common_name(cert.issuer), cert.not_valid_after_utc,
                 any(issued_by(ca) for ca in cas))
 
 
@@ -445,7 +445,7 @@ def _handshake(context: ssl.SSLContext, address: str, host: str, port: int, time
             return tls.getpeercert(binary_form=True) or b"", tls.getpeercert() or {}
 
 
-def probe_tls(server: Server, address: str) -> TlsFacts:
+def probe_tls(server: ServerSection, address: str) -> TlsFacts:
     """On a verify failure, shakes hands once more without verifying, only to show who signed what we got."""
     parts = urlsplit(server.url)
     host, port = parts.hostname or "", parts.port or 443
@@ -508,7 +508,7 @@ class Ping:
     error: str = ""
 
 
-def probe_ping(server: Server) -> Ping:
+def probe_ping(server: ServerSection) -> Ping:
     """Through the daemon's own client, so proxy and trust are exactly the daemon's."""
     try:
         client = LicensingClient(server, Policy(3600, 0, 3600, attempts=1))
@@ -554,7 +554,7 @@ def judge_clock(server_date: float | None, local: float) -> Check:
     return Check("clock", True, f"this host's clock {agrees} (within {CLOCK_TOLERANCE / 60:g} min)", detail=detail)
 
 
-def network(server: Server, environment: Mapping[str, str]) -> list[Check]:
+def network(server: ServerSection, environment: Mapping[str, str]) -> list[Check]:
     hop = first_hop(server)
     env_proxy = next((environment[k] for k in PROXY_ENV if environment.get(k)), "")
     done: list[Check] = []

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from . import protocol, regnum
 from .agent import Agent
-from .config import Compat
+from .config import CompatSection
 from .errors import Kind, MikolicdError
 from .forms import FIELDS as TRIAL_FIELDS, is_unicode
 from .httpserver import HTTPError, Request, Response, Router, json_response
@@ -55,7 +55,7 @@ def _loopback(address: str) -> bool:
     return ip.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
-def compat_listen(compat: Compat) -> tuple[str, int] | None:
+def compat_listen(compat: CompatSection) -> tuple[str, int] | None:
     """Host and port for the TCP listener, or None to keep it off.
 
     TCP callers carry no credentials, so the legacy trust model is "whoever is on this host"; a

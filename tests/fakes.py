@@ -15,7 +15,7 @@ from nacl.signing import SigningKey
 from mikolicd import protocol
 from mikolicd.agent import Agent, Setup
 from mikolicd.client import Answer
-from mikolicd.config import Config, Storage
+from mikolicd.config import Config, StorageSection
 from mikolicd.errors import ServerRefused, ServerUnreachable
 from mikolicd.fingerprint.binding import Hardware, components
 from mikolicd.installation import Installation
@@ -187,7 +187,7 @@ def make_box(state_dir: Path, clock: FakeClock | None = None, server: FakeServer
     clock = clock or FakeClock()
     server = server or FakeServer(clock=clock)
     store = Store(state_dir)
-    config = Config(storage=Storage(state_dir), source="test.toml")
+    config = Config(storage=StorageSection(state_dir), source="test.toml")
     setup = Setup(config, server.keys, server, policy, hardware, components(hardware))
     agent = Agent(setup, store, clock, FakeEntropy(), Installation(store.installation_key()))
     return Box(agent, clock, server, state_dir)

@@ -8,7 +8,7 @@ import pytest
 import urllib3
 
 from mikolicd.client import MAX_RETRY_AFTER, LicensingClient, classify, describe_transport, retry_after, tls_hint
-from mikolicd.config import Server
+from mikolicd.config import ServerSection
 from mikolicd.errors import Kind, ServerRefused, ServerUnreachable
 from mikolicd.schedule import Policy
 
@@ -89,7 +89,7 @@ def test_transport_failures_are_told_apart_by_their_exception_types():
 
 def test_retries_follow_the_policy_without_sleeping(tmp_path):
     slept: list[float] = []
-    client = LicensingClient(Server(url="https://127.0.0.1:9", trusted_keys=tmp_path / "k.pem"),
+    client = LicensingClient(ServerSection(url="https://127.0.0.1:9", trusted_keys=tmp_path / "k.pem"),
                              Policy.of(3600, 0.1, 3600), sleep=slept.append, rand=lambda: 1.0)
     client._once = lambda method, path, body: (_ for _ in ()).throw(ServerUnreachable("down"))
     with pytest.raises(ServerUnreachable):
@@ -99,7 +99,7 @@ def test_retries_follow_the_policy_without_sleeping(tmp_path):
 
 def test_a_long_retry_after_ends_the_call_at_once_for_the_schedule_to_honour(tmp_path):
     slept: list[float] = []
-    client = LicensingClient(Server(url="https://127.0.0.1:9", trusted_keys=tmp_path / "k.pem"),
+    client = LicensingClient(ServerSection(url="https://127.0.0.1:9", trusted_keys=tmp_path / "k.pem"),
                              Policy.of(3600, 0.1, 3600), sleep=slept.append)
     client._once = lambda method, path, body: (_ for _ in ()).throw(ServerUnreachable("busy", retry_after=600))
     with pytest.raises(ServerUnreachable):

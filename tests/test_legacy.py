@@ -28,7 +28,7 @@ from agentproc import AgentProcess, free_port, stopped_at_end, wait_for
 from refclient import Agent as RefAgent, new_nonce
 from conftest import RefServer
 from hosts import pbx_box
-from mikolicd.config import Compat
+from mikolicd.config import CompatSection
 from mikolicd.agentclient import UnixConnection
 from mikolicd.legacy import FORM, compat_listen, license_xml
 
@@ -385,7 +385,7 @@ def test_non_loopback_listen_is_refused_and_logged_while_the_socket_serves(daemo
 ])
 def test_compat_listen_keeps_to_loopback_unless_remote_is_allowed(listen, allow_remote, bound, caplog):
     with caplog.at_level(logging.WARNING, "mikolicd.legacy"):
-        assert compat_listen(Compat(listen, allow_remote)) == bound
+        assert compat_listen(CompatSection(listen, allow_remote)) == bound
     assert bool(caplog.records) == (bound is None or allow_remote)
 
 

@@ -69,7 +69,8 @@ def _receipt(body: dict) -> Receipt:
 
 
 CALLS: dict[str, Call] = {
-    proto.TRIAL: lambda lic, b: lic.trial(fields.trial_form(b), fields.integer(b, "product", 11), fields.caller(b)),
+    proto.TRIAL: lambda lic, b: lic.trial(fields.trial_form(b), fields.integer(b, "product", proto.PBX_PRODUCT),
+                                          fields.caller(b)),
     proto.ACTIVATION: lambda lic, b: lic.activate(fields.number(b), fields.caller(b)),
     proto.VALIDATION: lambda lic, b: lic.validate(fields.number(b), fields.caller(b)),
     proto.RELEASE: lambda lic, b: lic.release(fields.number(b), fields.caller(b)),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mikolicd import offlinecode, regnum
 from mikolicd.config import duration
+from mikolicd.protocol import PBX_FEATURE, PBX_PRODUCT
 from mikolicd.refserver.db import Database, Owner
 from mikolicd.refserver.drift import REBIND_INTERVAL
 from mikolicd.refserver.licensing import TRIAL_DAYS, AdminError, Licensing, ProtocolError
@@ -155,8 +156,9 @@ def _parser() -> argparse.ArgumentParser:
         leaf.add_argument("--dir", type=Path, default=argparse.SUPPRESS, help="the server directory")
         leaf.add_argument("file", metavar="FILE", help="the request or receipt: its JWS or code; - reads stdin")
     iss = sub.add_parser("issue", parents=[common], help="create a registration number and print it")
-    iss.add_argument("--product", type=int, default=11)
-    iss.add_argument("--feature", type=int, help="the seat feature (default: 33 for product 11)")
+    iss.add_argument("--product", type=int, default=PBX_PRODUCT)
+    iss.add_argument("--feature", type=int,
+                     help=f"the seat feature (default: {PBX_FEATURE} for product {PBX_PRODUCT})")
     iss.add_argument("--seats", type=_positive, default=1)
     term = iss.add_mutually_exclusive_group()
     term.add_argument("--days", type=int, help=f"days until the product ends (default {ISSUED_DAYS}, "
@@ -166,7 +168,7 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("company", "contact", "email", "tel"):
         iss.add_argument(f"--{name}", default="")
     cpn = sub.add_parser("coupon", parents=[common], help="create a coupon and print it")
-    cpn.add_argument("--product", type=int, default=11)
+    cpn.add_argument("--product", type=int, default=PBX_PRODUCT)
     cterm = cpn.add_mutually_exclusive_group()
     cterm.add_argument("--days", type=_positive, help="extend the product by this many days")
     cterm.add_argument("--termless", action="store_true", help="make the product termless (the default)")

@@ -18,7 +18,8 @@ from dataclasses import replace
 from mikolicd import regnum
 from mikolicd.fingerprint import Components, match
 from mikolicd.protocol import (COPIED, COUPON_BLOCKED, COUPON_ERROR, COUPON_UNKNOWN, COUPON_USED, FEATURE_EXPIRED,
-                               INVALID_NUMBER, KEY_ERROR, NO_FREE_SEAT, SERVER_TEXT, TRIAL_EMAIL_TAKEN, TRIAL_TAKEN)
+                               INVALID_NUMBER, KEY_ERROR, NO_FREE_SEAT, PBX_FEATURE, PBX_PRODUCT, SERVER_TEXT,
+                               TRIAL_EMAIL_TAKEN, TRIAL_TAKEN)
 from mikolicd.refserver.chain import Verdict, advance, judge
 from mikolicd.refserver.db import Capture, Database, FeatureRow, LicenseRow, Owner, ProductRow
 from mikolicd.refserver.drift import REBIND_INTERVAL, follow
@@ -32,9 +33,9 @@ log = logging.getLogger("mikolicd.refserver")
 
 ISSUER = "mikolic-server"
 TRIAL_DAYS = 30
-PRODUCT_NAMES = {11: "MikoPBX"}
-FEATURE_NAMES = {33: "MikoPBX"}
-SEAT_FEATURES = {11: 33}
+PRODUCT_NAMES = {PBX_PRODUCT: "MikoPBX"}
+FEATURE_NAMES = {PBX_FEATURE: "MikoPBX"}
+SEAT_FEATURES = {PBX_PRODUCT: PBX_FEATURE}
 SIGNED = frozenset({NO_FREE_SEAT, KEY_ERROR, FEATURE_EXPIRED, COPIED})  # the refusals that end trust
 TAKEN_OVER = ("the seat on this host is held by another installation (a reinstall took it over); run "
               '"mikolicctl activate" here to take it back')
