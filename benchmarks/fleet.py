@@ -164,7 +164,7 @@ def retry_after(stage: Stage) -> Outcome:
     rate = 0.5
     url = stage.start_server("--max-rps", str(rate))
     client = LicensingClient(ServerSection(url=url, trusted_keys=stage.server_dir / "trusted_keys.pem",
-                                    ca_file=stage.pki.ca, timeout=5.0), default_policy())
+                                           ca_file=stage.pki.ca, timeout=5.0), default_policy())
     refusals: list[float | None] = []
     try:
         for _ in range(5):

@@ -303,8 +303,8 @@ class Agent:
     def _end_trust(self, exc: ServerRefused, refusal: trust.Refusal) -> None:
         """The server's signed word: the document goes, so no edit of the state can bring it back."""
         now = self.clock.read()
-        self._save_quietly(self.state._replace(document=None, seat_session=None, sessions={},
-                                   validation=Validation(now.wall, Outcome.ENDED, refusal.code, exc.message)))
+        ended = Validation(now.wall, Outcome.ENDED, refusal.code, exc.message)
+        self._save_quietly(self.state._replace(document=None, seat_session=None, sessions={}, validation=ended))
         self.loaded, self.next_check = Loaded(), None
         self.refresh()
 
@@ -331,7 +331,7 @@ class Agent:
         now = self.clock.read()
         lic = accepted.license
         state = self.state._replace(registration_number=lic.registration_number, document=accepted.document,
-                        validation=Validation(now.wall, Outcome.OK), released=False, **changes)
+                                    validation=Validation(now.wall, Outcome.OK), released=False, **changes)
         self._save(state)
         self.loaded = Loaded(lic, None, accepted.binding)
         self._checkpoint(trust.confirmed(lic.issued_at, now))
@@ -592,7 +592,7 @@ class Agent:
                   "iat": int(self.judged_at())}
         receipt = self.installation.sign(claims, RELEASE_RECEIPT_TYPE)
         self._save(self.state._replace(document=None, released=True, seat_session=None, sessions={},
-                           offline_nonce=None))
+                                       offline_nonce=None))
         self.loaded, self.next_check = Loaded(), None
         self.refresh()
         return {"receipt": receipt, "code": offlinecode.encode(receipt)}

@@ -436,7 +436,7 @@ def _untrusted_peer(der: bytes, ca_file: Path | None) -> PresentedCertificate | 
     except (OSError, ValueError):
         cas = []  # the config check reports an unloadable ca_file
     return PresentedCertificate(common_name(cert.subject), common_name(cert.issuer), cert.not_valid_after_utc,
-                any(issued_by(ca) for ca in cas))
+                                any(issued_by(ca) for ca in cas))
 
 
 def _handshake(context: ssl.SSLContext, address: str, host: str, port: int, timeout: float) -> tuple[bytes, dict]:
