@@ -171,9 +171,8 @@ class Agent:
         return views.Binding(self.loaded.binding, self.setup.components)
 
     def warnings(self, verdict: Verdict, now: Reading) -> list[alerts.Alert]:
-        binding = self._binding()
         return alerts.alerts(verdict, self.loaded.license, trust.clock_view(self.checkpoint, now, self._floor()),
-                             binding.match, binding.strong_present)
+                             self._binding().degraded)
 
     def status(self) -> dict[str, Any]:
         verdict = self.refresh()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import NamedTuple
 
-from .fingerprint.binding import Match
 from .license import License
 from .lifecycle import Verdict, day_of
 from .trust import ClockView
@@ -33,8 +32,7 @@ def days_left(expires: dt.date, judged_at: float) -> int:
     return (expires - day_of(judged_at)).days + 1
 
 
-def alerts(verdict: Verdict, lic: License | None, clock: ClockView, binding: Match | None,
-           strong_present: int) -> list[Alert]:
+def alerts(verdict: Verdict, lic: License | None, clock: ClockView, degraded: bool) -> list[Alert]:
     found: list[Alert] = []
     if lic is not None and verdict.usable:
         for p in lic.products:
@@ -54,7 +52,7 @@ def alerts(verdict: Verdict, lic: License | None, clock: ClockView, binding: Mat
         found.append(Alert("clock_behind", f"the system clock is {clock.wall_behind_by / 3600:.1f} h behind the "
                            "last trusted time: dates are judged at the trusted time; fix the clock (NTP)",
                            seconds=round(clock.wall_behind_by)))
-    if (binding.degraded if binding is not None else strong_present < 2):
+    if degraded:
         found.append(Alert("fingerprint_degraded", "fewer than two strong hardware ids identify this host "
                            "(a container or a board without DMI): the binding rests on what it has"))
     return found

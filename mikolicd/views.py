@@ -36,6 +36,7 @@ class Binding(NamedTuple):
         if self.match is None:
             summary["holds"] = None
         summary["strong_present"] = self.strong_present
+        summary["degraded"] = self.degraded  # unbound: judged on what the host has, as the warning is
         return summary
 
     @property

@@ -523,3 +523,11 @@ def test_the_status_body_is_rebuilt_when_anything_it_shows_changes_or_a_second_l
     cached = active.agent.status_body()
     active.clock.advance(TTL)  # time alone ends the license
     assert json.loads(active.agent.status_body())["state"] == "expired" and active.agent.status_body() is not cached
+
+
+# ---------------------------------------------------------------------------------- fingerprint
+def test_an_unlicensed_host_with_its_strong_ids_is_not_called_degraded(box):
+    status = box.agent.status()
+    assert status["fingerprint"]["degraded"] is False and status["fingerprint"]["bound"] is False
+    assert status["fingerprint"]["degraded"] == box.agent.fingerprint_report()["degraded"]
+    assert "fingerprint_degraded" not in [w["code"] for w in status["warnings"]]
