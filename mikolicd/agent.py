@@ -232,14 +232,23 @@ class Agent:
         except StorageFailed as exc:
             log.error("%s; the previous state is kept", exc.message)
             raise StorageFailed(f"{exc.message}; nothing was changed") from None
-        self.state = state
+        self._adopt(state)
 
     def _save_quietly(self, state: State) -> None:
         """Bookkeeping that may wait for the next write: kept in memory when the disk refuses it."""
         try:
             self._save(state)
         except StorageFailed:
-            self.state = state
+            self._adopt(state)
+
+    def _adopt(self, state: State) -> None:
+        self.state = state
+        if state.document is None:  # the license is gone: nothing to judge, nothing to check
+            self.loaded, self.next_check = Loaded(), None
+
+    def _unlicensed(self, **changes: Any) -> State:
+        """The state without its document and the sessions that came with it."""
+        return self.state._replace(document=None, seat_session=None, sessions={}, **changes)
 
     def _checkpoint(self, checkpoint: Checkpoint) -> None:
         try:
@@ -303,8 +312,7 @@ class Agent:
         """The server's signed word: the document goes, so no edit of the state can bring it back."""
         now = self.clock.read()
         ended = Validation(now.wall, Outcome.ENDED, refusal.code, exc.message)
-        self._save_quietly(self.state._replace(document=None, seat_session=None, sessions={}, validation=ended))
-        self.loaded, self.next_check = Loaded(), None
+        self._save_quietly(self._unlicensed(validation=ended))
         self.refresh()
 
     async def _obtain(self, path: str, number: str | None, ends_trust: frozenset[int] = trust.TRUST_ENDING,
@@ -383,8 +391,7 @@ class Agent:
                     raise Conflict(Kind.NUMBER_ACTIVE, f"{regnum.mask(current)} is active on this host; to replace "
                                    "it, ask again with replace: its seat is released first")
                 await self._ask(protocol.RELEASE, current)
-                self._save(self.state._replace(document=None, released=True, seat_session=None, sessions={}))
-                self.loaded = Loaded()
+                self._save(self._unlicensed(released=True))
                 journal.event(log, logging.INFO, f"released the seat of {regnum.mask(current)} to activate another "
                               "number", message_id=journal.STATE_CHANGED, registration_number=current)
             await self._fresh(protocol.ACTIVATION, number)
@@ -394,8 +401,7 @@ class Agent:
         number = self._require_license()
         async with self.server_lock:
             await self._ask(protocol.RELEASE, number)
-            self._save(self.state._replace(document=None, released=True, seat_session=None, sessions={}))
-            self.loaded, self.next_check = Loaded(), None
+            self._save(self._unlicensed(released=True))
         return dict(self.status(), released=True)
 
     async def forget(self) -> dict:
@@ -404,7 +410,6 @@ class Agent:
             if self.state.registration_number and self.state.document is not None:
                 await self._ask(protocol.RELEASE, self.state.registration_number)
             self._save(State(metrics_at=self.state.metrics_at))
-            self.loaded, self.next_check = Loaded(), None
         return self.status()
 
     async def redeem(self, raw_coupon: object) -> dict:
@@ -552,11 +557,10 @@ class Agent:
                   "iat": int(self.judged_at(now)), "install_id": self.installation.id,
                   "description": os.uname().nodename[:64]}
         request = self.installation.sign(claims, OFFLINE_REQUEST_TYPE)
-        changes: dict[str, Any] = {"registration_number": number} if number != current else {}
-        if changes and self.state.document is not None:
-            changes.update(document=None, seat_session=None, sessions={})  # the old number's license had ended
-            self.loaded = Loaded()
-        self._save(self.state._replace(offline_nonce=nonce, **changes))
+        if number != current:  # a new number: the old number's license, if any, had ended
+            self._save(self._unlicensed(registration_number=number, offline_nonce=nonce))
+        else:
+            self._save(self.state._replace(offline_nonce=nonce))
         return {"request": request, "code": offlinecode.encode(request)}
 
     def apply_offline(self, response: object) -> dict:
@@ -590,9 +594,7 @@ class Agent:
         claims = {"registration_number": number, "install_id": self.installation.id, "nonce": self.entropy.nonce(),
                   "iat": int(self.judged_at())}
         receipt = self.installation.sign(claims, RELEASE_RECEIPT_TYPE)
-        self._save(self.state._replace(document=None, released=True, seat_session=None, sessions={},
-                                       offline_nonce=None))
-        self.loaded, self.next_check = Loaded(), None
+        self._save(self._unlicensed(released=True, offline_nonce=None))
         self.refresh()
         return {"receipt": receipt, "code": offlinecode.encode(receipt)}
 
