@@ -165,13 +165,15 @@ class Admission:
         self._by_uid: Counter[int | None] = Counter()
         self._total = 0
 
-    def admit(self, uid: int | None, privileged: bool) -> str | None:
-        """Count the connection in and answer None, or answer which limit it is over."""
+    def admit(self, uid: int | None, privileged: Callable[[], bool]) -> str | None:
+        """Count the connection in and answer None, or answer which limit it is over. `privileged` is
+        asked only once the reserve is reached: it may look groups up, which most connections never need."""
         if self._by_uid[uid] >= self.limits.max_per_uid:
             return f"this user already holds {self.limits.max_per_uid} connections, the most one user may"
-        room = self.limits.max_connections - (0 if privileged else self.limits.reserve)
+        room, whom = self.limits.max_connections - self.limits.reserve, " from users other than root and admins"
+        if self._total >= room and privileged():
+            room, whom = self.limits.max_connections, ""
         if self._total >= room:
-            whom = "" if privileged else " from users other than root and admins"
             return f"the daemon already holds {room} connections, the most it takes{whom}"
         self._by_uid[uid] += 1
         self._total += 1
@@ -430,7 +432,7 @@ class Server:
         """Admit the connection, or tell the peer which cap it is over and close it at once."""
         sock.setblocking(False)
         peer = peer_of(sock)
-        refusal = self.admission.admit(peer.uid, self.privileged(peer))
+        refusal = self.admission.admit(peer.uid, lambda: self.privileged(peer))
         if refusal is not None:
             log.debug("refused a connection of pid %s uid %s: %s", peer.pid, peer.uid, refusal)
             with contextlib.suppress(OSError):  # a small answer fits the socket's buffer, or the peer is gone

@@ -352,15 +352,15 @@ def test_the_reserve_is_kept_for_privileged_peers(serve):
 
 def test_caps_count_per_uid_and_keep_the_reserve():
     admission = Admission(Limits(max_connections=5, reserve=2, max_per_uid=2))
-    assert [admission.admit(1000, False), admission.admit(1000, False)] == [None, None]
-    assert "one user" in admission.admit(1000, False)
-    assert admission.admit(1001, False) is None
-    assert "other than root" in admission.admit(1002, False)
-    assert [admission.admit(0, True), admission.admit(0, True)] == [None, None]
-    assert admission.admit(33, True) is not None
+    assert [admission.admit(1000, lambda: False), admission.admit(1000, lambda: False)] == [None, None]
+    assert "one user" in admission.admit(1000, lambda: False)
+    assert admission.admit(1001, lambda: False) is None
+    assert "other than root" in admission.admit(1002, lambda: False)
+    assert [admission.admit(0, lambda: True), admission.admit(0, lambda: True)] == [None, None]
+    assert admission.admit(33, lambda: True) is not None
     for uid in (0, 0, 1000):
         admission.release(uid)
-    assert admission.admit(1002, False) is None
+    assert admission.admit(1002, lambda: False) is None
 
 
 def test_root_and_the_daemons_own_uid_are_privileged_by_default():
@@ -486,3 +486,10 @@ def test_a_server_out_of_descriptors_logs_it_once_per_interval_without_a_traceba
         _, log = proc.communicate(timeout=10)
     assert log.count("cannot accept connections: Too many open files") == 1, log
     assert "Traceback" not in log
+
+
+def test_whether_a_peer_is_privileged_is_asked_only_once_the_reserve_is_reached():
+    admission, asked = Admission(Limits(max_connections=3, reserve=1, max_per_uid=10)), []
+    ask = lambda: asked.append(1) or False  # noqa: E731
+    assert [admission.admit(1000, ask), admission.admit(1000, ask)] == [None, None] and asked == []
+    assert "other than root" in admission.admit(1000, ask) and asked == [1]
