@@ -180,15 +180,6 @@ def test_a_refusal_that_leaves_the_license_keeps_the_document_until_its_limit(ac
     assert state_file(active)["document"] is not None
 
 
-def test_a_server_text_that_is_not_valid_unicode_is_stored_and_served_clean(active):
-    def refuse(body):
-        return ServerRefused(2026, protocol.explain(2026, "bad \udc80 text\nnext line"))
-    active.server.on[protocol.VALIDATION] = raising(refuse)
-    status = active.run(active.agent.validate())
-    json.dumps(status).encode("utf-8")
-    assert "\n" not in status["last_validation"]["message"]
-
-
 # ------------------------------------------------------------------------------------------- time
 def test_a_clock_set_to_1970_judges_dates_at_the_trusted_time_which_keeps_counting(active):
     active.server.on[protocol.VALIDATION] = unreachable()

@@ -19,8 +19,9 @@ def functions_in(name: str) -> set[str]:
 @pytest.mark.parametrize("doc", ["docs/security.md"])
 def test_every_test_a_document_names_exists(doc):
     missing, current = [], None
-    for file, test in REFERENCE.findall((ROOT / doc).read_text()):
+    references = REFERENCE.findall((ROOT / doc).read_text())
+    for file, test in references:
         current = current if file == "…" else file
         if current is None or test not in functions_in(current):
             missing.append(f"{current}::{test}")
-    assert missing == []
+    assert references and missing == []
