@@ -20,8 +20,8 @@ from typing import Any, Callable, NamedTuple, Protocol
 from . import alerts, journal, metrics, offlinecode, protocol, regnum, trust, views
 from .clock import Clock
 from .config import Config
-from .errors import (Conflict, InputError, Kind, NotFound, ServerRefused, ServerUnreachable, StorageFailed,
-                     UntrustedAnswer)
+from .errors import (Conflict, InputError, Kind, MikolicdError, NotFound, ServerRefused, ServerUnreachable,
+                     StorageFailed, UntrustedAnswer)
 from .fingerprint.binding import Components, Hardware, Match, match
 from .forms import FormError, trial_form
 from .installation import Installation
@@ -390,12 +390,25 @@ class Agent:
                 if not replace_active:
                     raise Conflict(Kind.NUMBER_ACTIVE, f"{regnum.mask(current)} is active on this host; to replace "
                                    "it, ask again with replace: its seat is released first")
-                await self._ask(protocol.RELEASE, current)
-                self._save(self._unlicensed(released=True))
-                journal.event(log, logging.INFO, f"released the seat of {regnum.mask(current)} to activate another "
-                              "number", message_id=journal.STATE_CHANGED, registration_number=current)
-            await self._fresh(protocol.ACTIVATION, number)
+                await self._replace(current, number)
+            else:
+                await self._fresh(protocol.ACTIVATION, number)
         return self.status()
+
+    async def _replace(self, current: str, number: str) -> None:
+        """The old seat is given back first (one host, one seat); when the new number is then refused or
+        unreachable, the old one is activated again, so a mistyped key does not leave the host unlicensed."""
+        await self._ask(protocol.RELEASE, current)
+        self._save(self._unlicensed(released=True))
+        log.info("released the seat of %s to activate %s", regnum.mask(current), regnum.mask(number))
+        try:
+            await self._fresh(protocol.ACTIVATION, number)
+        except MikolicdError:
+            try:
+                await self._fresh(protocol.ACTIVATION, current)
+            except MikolicdError as exc:
+                log.error("could not take the seat of %s back: %s", regnum.mask(current), exc.message)
+            raise
 
     async def release(self) -> dict:
         number = self._require_license()

@@ -8,7 +8,7 @@ import pytest
 
 from fakes import (DAY, HOST, NUMBER, OTHER, OTHER_HOST, TTL, Box, FakeServer, make_box, product, raising,
                    unreachable)
-from mikolicd import journal, protocol
+from mikolicd import journal, protocol, regnum
 from mikolicd.client import Answer
 from mikolicd.errors import Conflict, InputError, Kind, NotFound, ServerRefused, UntrustedAnswer
 from mikolicd.fingerprint.binding import components
@@ -327,6 +327,18 @@ def test_another_number_while_one_is_active_needs_replace(active):
     assert status["registration_number"].startswith("MIKO-EEEEE")
     released = [b for p, b in active.server.calls if p == protocol.RELEASE]
     assert released and released[0]["registration_number"] == NUMBER
+
+
+def test_a_replacement_number_that_is_refused_leaves_the_old_number_active(active):
+    def activate(path, body):
+        if body["registration_number"] == OTHER:
+            raise active.server.refusal(protocol.INVALID_NUMBER, body, signed=False)
+        return Answer({"document": active.server.document(body)}, None)
+    active.server.on[protocol.ACTIVATION] = activate
+    with pytest.raises(ServerRefused):
+        active.run(active.agent.activate(OTHER, replace_active=True))
+    status = active.agent.status()
+    assert status["state"] == "active" and status["registration_number"] == regnum.mask(NUMBER)
 
 
 def test_a_coupon_says_what_it_changed(tmp_path):
