@@ -126,7 +126,7 @@ Try, in another terminal:
   {ctl} register --company "Example LLC" --email admin@example.com --contact "Ann Admin"
   {ctl} fingerprint
   mikolic-server issue --dir {server_dir} --seats 1     # prints a registration number
-  {ctl} activate MIKO-XXXXX-XXXXX-XXXXX-XXXXX
+  {ctl} activate --replace MIKO-XXXXX-XXXXX-XXXXX-XXXXX   # --replace: the trial's number is active
   {ctl} doctor
   curl --unix-socket {sock} http://localhost/v1/status
 Stop with Ctrl-C.

@@ -214,13 +214,6 @@ def test_warnings_come_first_in_the_status():
     assert render.status_text(status).splitlines()[0] == "warning:        product 11 MikoPBX ends in 5 days"
 
 
-def test_coupon_changes_are_worked_out_from_the_statuses_when_the_agent_does_not_say():
-    before = {"products": [{"id": 11, "name": "MikoPBX", "expires": "2026-12-28"}]}
-    after = {"products": [{"id": 11, "name": "MikoPBX", "expires": None}]}
-    assert render.compare(before, after) == [{"product": 11, "name": "MikoPBX", "before": "2026-12-28",
-                                              "after": None}]
-
-
 def test_a_coupon_that_extends_names_the_new_end_date():
     text = render.changes_text([{"product": 11, "name": "MikoPBX", "before": "2026-12-28", "after": "2027-12-28"}])
     assert text == "coupon redeemed: product 11 MikoPBX now runs until 2027-12-28 (until 2026-12-28 before)"

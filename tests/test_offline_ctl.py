@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agentproc import AgentProcess, box_agent, running
+from agentproc import AgentProcess, box_agent, free_port, running
 from cliproc import one_line, run
 from conftest import RefServer
 from mikolicd import exits, offlinecode
@@ -135,3 +135,16 @@ def agents_for_release(tmp_path, refserver: RefServer):
     with running(box_agent(tmp_path, refserver, 6401)) as agent:
         assert agent.call("POST", "/v1/activation", {"registration_number": refserver.issue()})[0] == 200
         yield agent
+
+
+def test_validate_fails_for_an_offline_license_that_no_server_confirmed(refserver, tmp_path):
+    box = box_agent(tmp_path, refserver, 6401, url=f"https://127.0.0.1:{free_port()}")  # no server there
+    request, response = tmp_path / "request.txt", tmp_path / "response.txt"
+    with running(box):
+        done = ctl(box, "offline", "request", "--number", refserver.issue(), "--output", request)
+        assert done.returncode == exits.OK, done.stderr
+        response.write_text(refserver.admin("offline", "answer", str(request)))
+        assert ctl(box, "offline", "apply", response).returncode == exits.OK
+        done = ctl(box, "validate")
+    assert done.returncode == exits.FAILED and "state:          active" in done.stdout
+    assert "not confirmed" in done.stderr

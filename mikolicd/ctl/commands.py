@@ -89,11 +89,9 @@ def activate(ctl: Invocation, args: argparse.Namespace) -> int:
 
 def coupon(ctl: Invocation, args: argparse.Namespace) -> int:
     code = checked(regnum.coupon, args.coupon)
-    before = ctl.require("GET", "/v1/status")
     answer = ctl.require("POST", "/v1/coupons", {"coupon": code}, hints={
         "not_activated": "a coupon extends an activated number: mikolicctl activate NUMBER first"})
-    changed = answer["changed"] if "changed" in answer else render.compare(before, answer)
-    ctl.show(answer, f"{render.changes_text(changed)}\n{render.status_text(answer)}")
+    ctl.show(answer, f"{render.changes_text(answer['changed'])}\n{render.status_text(answer)}")
     return OK
 
 
@@ -101,7 +99,8 @@ def validate(ctl: Invocation, args: argparse.Namespace) -> int:
     answer = ctl.require("POST", "/v1/validation", hints={
         "not_activated": "activate a number first (mikolicctl activate NUMBER)"})
     ctl.show(answer, render.status_text(answer))
-    if answer.get("state") in CONFIRMED:
+    # an offline license stays active without a server: only an answer counts as a confirmation
+    if answer.get("state") in CONFIRMED and (answer.get("last_validation") or {}).get("outcome") == "ok":
         return OK
     ctl.note(f"the license was not confirmed: state {answer.get('state')} — {answer.get('reason')}")
     return FAILED

@@ -115,9 +115,3 @@ def changes_text(changed: list[dict[str, Any]]) -> str:
                          + (f" (until {c['before']} before)" if c.get("before") else " (it was termless)"))
     return "\n".join(lines)
 
-
-def compare(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
-    """`changed` worked out from two statuses, for an agent that does not answer it."""
-    old = {p["id"]: p.get("expires") for p in before.get("products", [])}
-    return [{"product": p["id"], "name": p.get("name"), "before": old[p["id"]], "after": p.get("expires")}
-            for p in after.get("products", []) if p["id"] in old and old[p["id"]] != p.get("expires")]
