@@ -19,7 +19,8 @@ from .agent import Agent
 from .config import ApiSection
 from .errors import Forbidden, InputError, Kind, MikolicdError
 from .forms import FIELDS as TRIAL_FIELDS, is_unicode
-from .httpserver import Admission, HTTPError, Peer, Request, Response, Router, Server, json_response
+from .httpserver import (Admission, HTTPError, Peer, Request, Response, Router, Server, json_response,
+                         root_or_self)
 from .statuses import status_of
 
 log = logging.getLogger("mikolicd.api")
@@ -66,7 +67,7 @@ def is_admin(peer: Peer, admin_groups: tuple[str, ...]) -> bool:
     """Root, the daemon's own user, or a peer whose own credentials (at connect time) hold an admin group."""
     if peer.uid is None:
         return False
-    if peer.uid in (0, os.getuid()):
+    if root_or_self(peer):
         return True
     return bool(({peer.gid} | set(peer.groups)) & admin_gids(admin_groups))
 

@@ -419,7 +419,7 @@ class Server:
                  privileged: Privileged = root_or_self, admission: Admission | None = None):
         self.router = router
         self.render = render
-        self.limits = limits or Limits.for_open_files(open_files_limit())
+        self.limits = limits or (admission.limits if admission else Limits.for_open_files(open_files_limit()))
         self.admission = admission or Admission(self.limits)
         self.privileged = privileged
         self.accept_errors = Throttle(ACCEPT_ERROR_INTERVAL)

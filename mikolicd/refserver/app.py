@@ -23,10 +23,10 @@ from mikolicd.refserver import fields
 from mikolicd.refserver.fields import FieldError
 from mikolicd.refserver.licensing import Licensing, ProtocolError
 from mikolicd.refserver.offline import OfflineError, Receipt, read_receipt
-from mikolicd.refserver.ratelimit import Limiter, Limits, TokenBucket
+from mikolicd.refserver.ratelimit import Limiter, Limits
 from mikolicd.regnum import mask
 
-__all__ = ["TokenBucket", "make_app", "serve"]  # TokenBucket: the fleet benchmark simulates the server with it
+__all__ = ["make_app", "serve"]
 
 log = logging.getLogger("mikolicd.refserver")
 

@@ -33,10 +33,6 @@ class Verdict(Enum):
     COPIED = "copied"  # a stale token from the holder: a second live copy, or an old backup (2060)
     NOT_HOLDER = "not_holder"  # another installation holds this host's seat (2008)
 
-    @property
-    def granted(self) -> bool:
-        return self not in (Verdict.COPIED, Verdict.NOT_HOLDER)
-
 
 def judge(chain: Chain | None, installation: Installation, explicit: bool) -> Verdict:
     """What a request may do with the seat; `explicit` for an activation (and a trial or offline answer)."""

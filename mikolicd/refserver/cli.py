@@ -54,7 +54,7 @@ def init(directory: Path) -> Signer:
     return signer
 
 
-def open_licensing(directory: Path, document_ttl: int = 14 * 86400,
+def open_licensing(directory: Path, document_ttl: int = int(duration(DOCUMENT_TTL)),
                    rebind_interval: int = REBIND_INTERVAL) -> Licensing:
     sd = ServerDir(directory)
     try:
@@ -129,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--listen", type=_listen, required=True, metavar="HOST:PORT")
     srv.add_argument("--tls-cert", type=Path)
     srv.add_argument("--tls-key", type=Path)
-    srv.add_argument("--document-ttl", type=_ttl, default=_ttl("14d"), metavar="DURATION",
+    srv.add_argument("--document-ttl", type=_ttl, default=_ttl(DOCUMENT_TTL), metavar="DURATION",
                      help="how long agents may use a document offline (30s, 15m, 6h, 14d or seconds)")
     srv.add_argument("--rebind-interval", type=_ttl, default=REBIND_INTERVAL, metavar="DURATION",
                      help="record a changed part of a seat's host at most this often (default 30d)")

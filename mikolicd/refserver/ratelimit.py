@@ -97,7 +97,6 @@ class Limiter:
     """Asked before a request runs (`admit`, `admit_number`) and told after an answer that was a miss."""
 
     def __init__(self, limits: Limits) -> None:
-        self.limits = limits
         self.total = TokenBucket(limits.max_rps) if limits.max_rps else None
         self.addresses = Buckets(limits.address_rps, limits.address_burst) if limits.address_rps else None
         self.guesses = (Buckets(limits.guesses_per_minute / 60, limits.guess_burst)
