@@ -145,12 +145,14 @@ def exchange(s: socket.socket, data: bytes) -> bytes:
     s.sendall(data)
     received = b""
     while b"\r\n\r\n" not in received:
-        received += s.recv(65536)
+        received += (chunk := s.recv(65536))
+        assert chunk, f"closed before the head ended: {received!r}"
     head, _, body = received.partition(b"\r\n\r\n")
     length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
                       if line.lower().startswith(b"content-length")))
     while len(body) < length:
-        body += s.recv(65536)
+        body += (chunk := s.recv(65536))
+        assert chunk, f"closed before the body ended: {received!r}"
     return head + b"\r\n\r\n" + body
 
 

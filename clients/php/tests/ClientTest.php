@@ -232,7 +232,7 @@ final class ClientTest extends TestCase
     public function testMetricsAreQueuedAtMostOnceADay(): void
     {
         $this->activeKey();
-        $this->client->sendMetrics(['PBXname' => 'office', 'CountSipExtensions' => 12]);
+        self::assertTrue($this->client->sendMetrics(['PBXname' => 'office', 'CountSipExtensions' => 12]));
         self::assertFalse($this->client->sendMetrics(['PBXname' => 'office', 'CountSipExtensions' => 12]));
     }
 
