@@ -183,9 +183,9 @@ class Stage:
 
     def start_server(self, *serve_args: str) -> str:
         """A `mikolic-server serve` on a free port; the first one is the server the stage's agents use.
-        Benchmarks that need the real server's limits pass them (7b); for the others one box validating
-        a thousand times in a row is the point, not a number to slow down."""
-        serve_args = serve_args or ("--number-rps", "0")
+        Benchmarks that need the real server's limits pass them (7b); for the others boxes on one address
+        validating a thousand times in a row are the point, not callers to slow down."""
+        serve_args = serve_args or ("--number-rps", "0", "--address-rps", "0")
         port = free_port()
         with open(self.base / f"server-{port}.log", "ab") as log:
             proc = subprocess.Popen(

@@ -56,7 +56,7 @@ class Validations(NamedTuple):
     """How many validations ended each way since the agent started."""
 
     ok: int = 0
-    refused: int = 0  # a signed refusal
+    refused: int = 0  # a refusal by the server, signed or not
     unreachable: int = 0  # no answer, or an answer that is not HTTP
     unconfirmed: int = 0  # an answer that did not confirm this request (unsigned, stale or wrong nonce)
 
