@@ -18,7 +18,7 @@ from . import legacy, metrics, regnum
 from .agent import Agent
 from .config import ApiSection
 from .errors import Forbidden, InputError, Kind, MikolicdError
-from .forms import FIELDS as TRIAL_FIELDS, is_unicode
+from .forms import FIELDS as TRIAL_FIELDS, is_unicode, small_number
 from .httpserver import (Admission, HTTPError, Peer, Request, Response, Router, Server, json_response,
                          root_or_self)
 from .statuses import status_of
@@ -114,10 +114,10 @@ def json_body(request: Request, allowed: set[str] | frozenset[str] | tuple[str, 
 
 
 def number_param(request: Request, name: str, example: str) -> int:
-    raw = request.params[name]
-    if not raw.isdigit() or len(raw) > 9:
+    number = small_number(request.params[name])
+    if number is None:
         raise InputError(f"the {name} must be a number, such as {example}")
-    return int(raw)
+    return number
 
 
 def add_routes(router: Router, agent: Agent) -> None:

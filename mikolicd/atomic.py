@@ -79,10 +79,3 @@ def replace(dir_fd: int, name: str, data: bytes, mode: int = 0o600, owner: tuple
         raise
     os.fsync(dir_fd)
 
-
-def write_file(path: Path, data: bytes, mode: int = 0o600, owner: tuple[int, int] | None = None) -> None:
-    dir_fd = open_dir(path.parent)
-    try:
-        replace(dir_fd, path.name, data, mode, owner)
-    finally:
-        os.close(dir_fd)

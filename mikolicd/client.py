@@ -237,5 +237,5 @@ def _refusal(status: int, error: object) -> ServerRefused | ServerUnreachable:
             return ServerRefused(code, protocol.explain(code, message), refusal if isinstance(refusal, str) else None)
         if status == 400 and code is None and isinstance(field, str):
             name = clean_text(field, 40)
-            return ServerRefused(None, f"the licensing server refused the field {name!r}: {message}", field=name)
+            return ServerRefused(None, f"the licensing server refused the field {name!r}: {message}")
     return ServerUnreachable(f"licensing server refused the request (HTTP {status}) without an error code")

@@ -69,12 +69,12 @@ class Conflict(MikolicdError):
 
 class ServerRefused(MikolicdError):
     """A business answer: final, never retried. `refusal` is the signed refusal when the server sent one;
-    `field` names the request field the server found malformed (a 400 without a code)."""
+    no code means the server refused a field of the request (a 400 naming it, named in the message)."""
 
-    def __init__(self, code: int | None, message: str, refusal: str | None = None, field: str | None = None):
+    def __init__(self, code: int | None, message: str, refusal: str | None = None):
         kind = Kind.SERVER_REJECTED_INPUT if code is None else Kind.SERVER_REFUSED
         super().__init__(kind, message, code)
-        self.refusal, self.field = refusal, field
+        self.refusal = refusal
 
 
 class ServerUnreachable(MikolicdError):

@@ -67,3 +67,8 @@ def trial_form(raw: Mapping[str, object]) -> TrialForm:
         first = found[0]
         raise FormError(first.field, "; ".join(str(p) for p in found))
     return TrialForm(**{name: str(raw.get(name) or "").strip() for name in FIELDS})
+
+
+def small_number(raw: str) -> int | None:
+    """A product, feature or similar id as a caller writes it: ASCII digits, at most nine; else None."""
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else None

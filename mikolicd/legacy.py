@@ -22,7 +22,7 @@ from . import protocol, regnum
 from .agent import Agent
 from .config import CompatSection
 from .errors import Kind, MikolicdError
-from .forms import FIELDS as TRIAL_FIELDS, is_unicode
+from .forms import FIELDS as TRIAL_FIELDS, is_unicode, small_number
 from .httpserver import HTTPError, Request, Response, Router, json_response
 from .statuses import status_of
 
@@ -170,10 +170,10 @@ def _fields(request: Request) -> Fields:
 
 
 def _number(fields: Fields, name: str, example: str) -> int:
-    raw = fields.get(name, "").strip()
-    if not raw.isdigit() or len(raw) > 9:
+    number = small_number(fields.get(name, "").strip())
+    if number is None:
         raise Failure(400, f"the {name} parameter must be a number, such as {example}")
-    return int(raw)
+    return number
 
 
 def _text(value: str) -> str:

@@ -63,7 +63,8 @@ def day_of(ts: float) -> dt.date:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).date()
 
 
-def _iso(ts: float) -> str:
+def iso(ts: float) -> str:
+    """A Unix time as the API and the messages write it: UTC, to the second."""
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds")
 
 
@@ -95,17 +96,17 @@ def evaluate(facts: Facts) -> Verdict:
         return verdict(S.INVALID, "binding mismatch: the license is bound to different hardware")
     if facts.judged_at >= lic.exp:
         if lic.offline:
-            return verdict(S.EXPIRED, f"the offline license ended at {_iso(lic.exp)}: apply a new offline answer")
+            return verdict(S.EXPIRED, f"the offline license ended at {iso(lic.exp)}: apply a new offline answer")
         return verdict(S.EXPIRED, "the license could not be confirmed with the licensing server in time")
     pbx = lic.product(PBX_PRODUCT)
     if pbx is not None and ended(pbx, facts.judged_at):
         kind = "trial" if pbx.trial else "license"
         return verdict(S.EXPIRED, f"the {kind} ended on {pbx.expires.isoformat() if pbx.expires else ''}")
     if lic.offline:
-        return verdict(S.ACTIVE, f"offline license until {_iso(lic.exp)}")
+        return verdict(S.ACTIVE, f"offline license until {iso(lic.exp)}")
     if v is not None and v.outcome is not Outcome.OK:
         return verdict(S.GRACE, f"no confirmation from the licensing server ({v.message}); working offline until "
-                                f"{_iso(lic.exp)}", float(lic.exp))
+                                f"{iso(lic.exp)}", float(lic.exp))
     if pbx is not None and pbx.trial:
         return verdict(S.TRIAL, f"trial until {pbx.expires.isoformat() if pbx.expires else 'further notice'}")
     return verdict(S.ACTIVE, "license confirmed")

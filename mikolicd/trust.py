@@ -14,7 +14,6 @@ carries the nonce, so nobody on the network path can switch a box's licensed fea
 """
 from __future__ import annotations
 
-import datetime as dt
 from enum import Enum
 from typing import NamedTuple
 
@@ -77,10 +76,6 @@ class ClockView(NamedTuple):
     @property
     def behind(self) -> bool:
         return self.wall_behind_by > CLOCK_NOTICE
-
-    def to_json(self) -> dict:
-        iso = dt.datetime.fromtimestamp(self.trusted_time, dt.timezone.utc).isoformat(timespec="seconds")
-        return {"trusted_time": iso, "wall_behind_by_s": round(self.wall_behind_by)}
 
 
 def clock_view(checkpoint: Checkpoint | None, now: Reading, floor: float = 0.0) -> ClockView:

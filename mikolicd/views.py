@@ -5,10 +5,9 @@ reach this module, only match states.
 """
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any, NamedTuple
 
-from . import __version__, regnum
+from . import __version__, lifecycle, regnum
 from .alerts import Alert
 from .fingerprint.binding import COMPONENTS, STRONG, Components, Hardware, Match, match
 from .lifecycle import FeatureStatus, Validation, Verdict, feature_status
@@ -17,7 +16,11 @@ from .trust import ClockView
 
 
 def iso(ts: float | None) -> str | None:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds") if ts else None
+    return lifecycle.iso(ts) if ts else None
+
+
+def clock_json(view: ClockView) -> dict[str, Any]:
+    return {"trusted_time": lifecycle.iso(view.trusted_time), "wall_behind_by_s": round(view.wall_behind_by)}
 
 
 class Binding(NamedTuple):
@@ -70,7 +73,7 @@ def status(verdict: Verdict, number: str | None, lic: License | None, last: Vali
         "grace_until": iso(verdict.grace_until),
         "offline_until": iso(lic.exp) if lic else None,
         "offline": bool(lic and lic.offline),
-        "clock": clock.to_json(),
+        "clock": clock_json(clock),
         "warnings": [w.to_json() for w in warnings],
         "fingerprint": binding.summary(),
         "installation": install_id[:12],

@@ -118,7 +118,11 @@ def test_atomic_replace_does_not_follow_a_symlink_at_the_target(tmp_path):
     victim.write_text("keep me")
     (tmp_path / "dir").mkdir()
     (tmp_path / "dir" / "file").symlink_to(victim)
-    atomic.write_file(tmp_path / "dir" / "file", b"new")
+    dir_fd = atomic.open_dir(tmp_path / "dir")
+    try:
+        atomic.replace(dir_fd, "file", b"new")
+    finally:
+        os.close(dir_fd)
     assert victim.read_text() == "keep me" and (tmp_path / "dir" / "file").read_bytes() == b"new"
     assert not (tmp_path / "dir" / "file").is_symlink()
 
