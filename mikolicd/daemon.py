@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 from pathlib import Path
 
 from . import api, build, config as configuration, instance, journal, legacy, regnum
@@ -202,10 +201,3 @@ def listen_fds_pending() -> bool:
     """systemd passes the socket (LISTEN_PID is ours): no socket path to lock or bind."""
     return os.environ.get("LISTEN_PID") == str(os.getpid())
 
-
-def leave(code: int) -> None:
-    """Exit without joining worker threads: one may still wait on the network, and holds no state file."""
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)

@@ -204,8 +204,7 @@ def _main(argv: list[str] | None) -> int:
     if args.command == "collect-hardware":
         return collect_hardware(args.config, args.output)
     from . import daemon
-    daemon.leave(daemon.run(args.config) if args.command == "run" else dev(args.dir))
-    return OK
+    return daemon.run(args.config) if args.command == "run" else dev(args.dir)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,8 +220,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     """The `mikolicd` command: it leaves without the interpreter's teardown, which cost collect-hardware a
-    fifth of its time; what it wrote is on disk (fsync) and its output is flushed here."""
+    fifth of its time and would make the daemon wait for a worker thread still stuck on the network; what
+    it wrote is on disk (fsync), and its log and output are flushed here."""
     code = main()
+    if "logging" in sys.modules:  # the daemon's; collect-hardware does not load it
+        sys.modules["logging"].shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
