@@ -174,14 +174,17 @@ class Licensing:
             raise refusal(KEY_ERROR, "this registration number has been revoked", lic.number)
         return lic
 
-    def _answer(self, number: str, session: str, caller: Caller, ttl: int | None = None,
-                offline: bool = False) -> str:
-        """A signed document for the caller, and the seat's chain moved on: the one write of a validation."""
+    def _answer(self, lic: LicenseRow, session: str, caller: Caller, ttl: int | None = None,
+                offline: bool = False, changed: bool = False) -> str:
+        """A signed document for the caller, and the seat's chain moved on: the one write of a validation.
+        A call that `changed` the license's products or captures reads it again for the document."""
         chain = advance(caller.installation)
         now = self._now()
         self.db.set_chain(session, chain, now)
-        lic = self.db.license(number)
-        assert lic is not None, "the license was read in the same transaction"
+        if changed:
+            reread = self.db.license(lic.number)
+            assert reread is not None, "the license was read in the same transaction"
+            lic = reread
         return self.signer.sign(claims(lic, caller, chain.current, now, ttl or self.document_ttl, offline))
 
     def _bound(self, lic: LicenseRow, feature: int, host: Components) -> Capture | None:
@@ -235,12 +238,12 @@ class Licensing:
             log.info("%s: seat %s by installation %s", regnum.mask(lic.number), verdict.value,
                      caller.installation.id[:8])
 
-    def _seat(self, lic: LicenseRow, caller: Caller, explicit: bool) -> str:
-        """The session of the caller's seat; a host without one takes a free one."""
+    def _seat(self, lic: LicenseRow, caller: Caller, explicit: bool) -> tuple[str, bool]:
+        """The session of the caller's seat, and whether it was taken now: a host without one takes a free one."""
         session, capture = self._hold(lic, lic.seat_feature, caller.host)
         if capture is not None:
             self._judged(lic, capture, caller, explicit)
-        return session
+        return session, capture is None
 
     def _activated(self, lic: LicenseRow, caller: Caller, code: int, what: str) -> str:
         """The session of the seat the caller must already hold for `what`."""
@@ -278,7 +281,8 @@ class Licensing:
     def _confirmed(self, lic: LicenseRow, caller: Caller, explicit: bool, ttl: int | None = None,
                    offline: bool = False) -> str:
         """The document for the caller's seat, which it holds, takes, or (`explicit`) takes over."""
-        return self._answer(lic.number, self._seat(lic, caller, explicit), caller, ttl, offline)
+        session, taken = self._seat(lic, caller, explicit)
+        return self._answer(lic, session, caller, ttl, offline, changed=taken)
 
     def activate(self, number: object, caller: Caller) -> dict:
         """An admin's "this machine holds the seat": takes a free seat, takes over from a reinstall's
@@ -332,7 +336,7 @@ class Licensing:
                                                     expires=extended(product.expires, row.days, self._today())))
             self.db.use_coupon(code, lic.number, self._now())
             log.info("%s: coupon %s redeemed", regnum.mask(lic.number), regnum.mask(code))
-            return {"document": self._answer(lic.number, session, caller)}
+            return {"document": self._answer(lic, session, caller, changed=True)}
 
     def product_trial(self, number: object, product: int, caller: Caller) -> dict:
         with self._call(caller):
@@ -346,18 +350,20 @@ class Licensing:
                 self.db.put_product(lic.number, ProductRow(product, True, self._today() + dt.timedelta(
                     days=TRIAL_DAYS), (FeatureRow(feature, 1),)))
                 log.info("%s: trial of product %d added", regnum.mask(lic.number), product)
-            return {"document": self._answer(lic.number, session, caller)}
+            return {"document": self._answer(lic, session, caller, changed=True)}
 
     def capture(self, number: object, feature: int, caller: Caller) -> dict:
         """The seat feature's session is the activation's; any other feature needs the seat first."""
         with self._call(caller):
             lic = self._license(number)
             if feature == lic.seat_feature:
-                seat = session = self._seat(lic, caller, False)
+                seat, taken = self._seat(lic, caller, False)
+                session = seat
             else:
                 seat = self._activated(lic, caller, NO_FREE_SEAT, "capturing a feature")
-                session, _ = self._hold(lic, feature, caller.host)
-            return {"session": session, "document": self._answer(lic.number, seat, caller)}
+                session, held = self._hold(lic, feature, caller.host)
+                taken = held is None
+            return {"session": session, "document": self._answer(lic, seat, caller, changed=taken)}
 
     def release_feature(self, number: object, feature: int, session: str, caller: Caller) -> dict:
         """Releasing the seat feature's session releases the seat, exactly like `release`."""
