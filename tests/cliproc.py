@@ -31,11 +31,23 @@ def with_stdout_closed(*argv: str | Path, timeout: float = TIMEOUT) -> subproces
 
 @dataclass
 class Terminal:
-    """A command on a pseudo-terminal: it sees a tty on stdin, stdout and stderr, and Ctrl-C is a keystroke."""
+    """A command on a pseudo-terminal: it sees a tty on stdin, stdout and stderr, and Ctrl-C is a keystroke.
+    Used as a context manager, so a failed expectation still kills the command (by pid) and closes the tty."""
 
     pid: int
     fd: int
     output: str = ""
+    reaped: bool = False
+
+    def __enter__(self) -> Terminal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.reaped:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            os.close(self.fd)
+            self.reaped = True
 
     @classmethod
     def start(cls, *argv: str | Path) -> Terminal:
@@ -78,11 +90,10 @@ class Terminal:
         while not done and time.monotonic() < deadline:
             time.sleep(0.05)
             done, status = os.waitpid(self.pid, os.WNOHANG)
-        os.close(self.fd)
         if not done:
-            os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
             raise AssertionError(f"still running after {timeout}s; the terminal shows {self.output!r}")
+        os.close(self.fd)
+        self.reaped = True
         return os.waitstatus_to_exitcode(status)
 
 

@@ -43,10 +43,10 @@ def test_mikolicd_help_into_a_closed_pipe_ends_with_141():
                                                     (("--company", "Example LLC"), "E-mail address: ", b"\x04")],
                          ids=["ctrl-c", "ctrl-d"])
 def test_an_interrupted_register_prompt_ends_with_130_and_sends_nothing(tmp_path, given, prompt, key):
-    term = Terminal.start("mikolicctl", "--socket", tmp_path / "none.sock", "register", *given)
-    term.expect(prompt)
-    term.send(key)
-    assert term.wait() == exits.INTERRUPTED
+    with Terminal.start("mikolicctl", "--socket", tmp_path / "none.sock", "register", *given) as term:
+        term.expect(prompt)
+        term.send(key)
+        assert term.wait() == exits.INTERRUPTED
     assert "register cancelled at the prompt: nothing was sent" in term.output
     assert "Traceback" not in term.output
 

@@ -119,14 +119,14 @@ def test_register_without_a_terminal_lists_every_missing_field_at_once(agent):
 
 
 def test_register_on_a_terminal_asks_for_each_missing_field(agent):
-    term = Terminal.start("mikolicctl", "--socket", agent.sock, "register", "--email", "pty@example.test")
-    term.expect("Company name: ")
-    term.send(b"Pty LLC\n")
-    term.expect("Contact person: ")
-    term.send(b"\n")  # empty: asked again
-    term.expect("Contact person is required for a trial")
-    term.send(b"Pty Contact\n")
-    assert term.wait() == exits.OK, term.output
+    with Terminal.start("mikolicctl", "--socket", agent.sock, "register", "--email", "pty@example.test") as term:
+        term.expect("Company name: ")
+        term.send(b"Pty LLC\n")
+        term.expect("Contact person: ")
+        term.send(b"\n")  # empty: asked again
+        term.expect("Contact person is required for a trial")
+        term.send(b"Pty Contact\n")
+        assert term.wait() == exits.OK, term.output
     assert "trial registered for Pty LLC" in term.output
 
 

@@ -237,17 +237,20 @@ def dev_setup(short_dir: Path) -> Iterator[Path]:
     reference server too."""
     proc = subprocess.Popen(["mikolicd", "dev", "--dir", str(short_dir)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    sock = short_dir / "mikolicd.sock"
+    sock, children = short_dir / "mikolicd.sock", []
     try:
         wait_for(lambda: proc.poll() is not None or healthy(sock), 60, "mikolicd dev to answer")
         assert proc.poll() is None, f"mikolicd dev exited {proc.returncode}"
-        children = psutil.Process(proc.pid).children(recursive=True)
+        children = psutil.Process(proc.pid).children(recursive=True)  # taken while dev runs: it may die
         yield sock
     finally:
-        children = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
         finally:
             for child in children:
                 if child.is_running():
