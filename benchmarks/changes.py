@@ -60,6 +60,8 @@ def startup_and_memory(stage: Stage, revisions: list[Revision], args: argparse.N
                 rev.collect.append(collect_seconds(stage, rev.bin, rev.agent))
                 if run and run % 3 == 0:
                     m = measure_footprint(stage, rev.agent, args.status, args.validations, rev.env)
+                    if m.failures:
+                        raise RuntimeError(f"{rev.name}: {m.failures} requests failed under the memory load")
                     rev.memory.append((m.started, m.loaded))
     return bare
 
@@ -75,6 +77,8 @@ def status_cpu(stage: Stage, revisions: list[Revision], rounds: int) -> dict[str
             floor = {}
             for mode in status.MODES:
                 samples = status.measure(loadgen, targets, mode, Scale(status_rounds=rounds, status_seconds=1.0))
+                if any(samples.errors.values()):
+                    raise RuntimeError(f"failed status requests ({mode}): {samples.errors}")
                 for rev in revisions:
                     rev.cpu[mode] = samples.us(rev.name)
                 floor[mode] = samples.us("asyncio")

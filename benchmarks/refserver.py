@@ -31,6 +31,7 @@ if __package__ in (None, ""):  # `python benchmarks/refserver.py` as well as `py
 
 from benchmarks.harness import BIN, START_TIMEOUT, free_port, listening, median, stop_process, wait_for  # noqa: E402
 from mikolicd.devpki import Pki, make_pki  # noqa: E402
+from mikolicd.protocol import PBX_FEATURE, PBX_PRODUCT  # noqa: E402
 from mikolicd.refserver.chain import TOKEN_BYTES, Chain  # noqa: E402
 from mikolicd.refserver.db import Database, FeatureRow, Owner, ProductRow  # noqa: E402
 from mikolicd.refserver.licensing import new_number  # noqa: E402
@@ -77,9 +78,9 @@ def populate(directory: Path, count: int, agent: Agent) -> list[Seeded]:
         for i in range(count):
             number, host, trial = new_number(), _host(), i % 2 == 0
             owner = Owner(f"Company {i}", "Admin", f"owner{i}@example.test")
-            db.add_license(number, f"lic-{count}-{i}", owner, 33, host if trial else None, now)
-            db.put_product(number, ProductRow(11, trial, ends, (FeatureRow(33, 1),)))
-            db.add_capture(secrets.token_hex(16), number, 33, host, now, chain)
+            db.add_license(number, f"lic-{count}-{i}", owner, PBX_FEATURE, host if trial else None, now)
+            db.put_product(number, ProductRow(PBX_PRODUCT, trial, ends, (FeatureRow(PBX_FEATURE, 1),)))
+            db.add_capture(secrets.token_hex(16), number, PBX_FEATURE, host, now, chain)
             seeded.append(Seeded(number, {"components": host}, owner.email if trial else "", owner.companyname))
     db.close()
     return seeded
