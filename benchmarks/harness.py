@@ -26,7 +26,7 @@ BIN = Path(sys.executable).parent  # the running environment's scripts, for benc
 from agentproc import AgentProcess, free_port, listening, wait_for  # noqa: E402  (test helpers live beside the tests)
 from hosts import pbx_box  # noqa: E402
 
-from mikolicd.devpki import make_pki  # noqa: E402
+from mikolicd.devpki import Pki, make_pki  # noqa: E402
 
 # systemd starts the daemon without these; set here (a CI image's CA bundle, say) they would load a whole
 # CA file into every daemon of the run
@@ -144,6 +144,20 @@ class NotifyListener(AbstractContextManager):
         self.path.unlink(missing_ok=True)
 
 
+def serve(bin_dir: Path, directory: Path, pki: Pki, log: Path, *args: str) -> tuple[subprocess.Popen, int]:
+    """`mikolic-server serve` of `directory` over TLS on a free port of 127.0.0.1, once it listens."""
+    port = free_port()
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [str(bin_dir / "mikolic-server"), "serve", "--dir", str(directory), "--listen", f"127.0.0.1:{port}",
+             "--tls-cert", str(pki.cert), "--tls-key", str(pki.key), *args],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_for(lambda: listening(port) or proc.poll() is not None, START_TIMEOUT, "the server")
+    if proc.poll() is not None:
+        raise RuntimeError(f"mikolic-server exited {proc.returncode}")
+    return proc, port
+
+
 @dataclass
 class Stage:
     """A scratch directory with the installed package, a test CA, the reference server, and daemons on a
@@ -186,16 +200,8 @@ class Stage:
         Benchmarks that need the real server's limits pass them (7b); for the others boxes on one address
         validating a thousand times in a row are the point, not callers to slow down."""
         serve_args = serve_args or ("--number-rps", "0", "--address-rps", "0")
-        port = free_port()
-        with open(self.base / f"server-{port}.log", "ab") as log:
-            proc = subprocess.Popen(
-                [str(self.bin / "mikolic-server"), "serve", "--dir", str(self.server_dir), "--listen",
-                 f"127.0.0.1:{port}", "--tls-cert", str(self.pki.cert), "--tls-key", str(self.pki.key),
-                 *serve_args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc, port = serve(self.bin, self.server_dir, self.pki, self.base / "server.log", *serve_args)
         self.servers.append(proc)
-        wait_for(lambda: listening(port) or proc.poll() is not None, START_TIMEOUT, "the server")
-        if proc.poll() is not None:
-            raise RuntimeError(f"mikolic-server exited {proc.returncode}")
         self.url = self.url or f"https://127.0.0.1:{port}"
         return f"https://127.0.0.1:{port}"
 

@@ -29,7 +29,7 @@ if __package__ in (None, ""):  # `python benchmarks/refserver.py` as well as `py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = "benchmarks"
 
-from benchmarks.harness import BIN, START_TIMEOUT, free_port, listening, median, stop_process, wait_for  # noqa: E402
+from benchmarks.harness import BIN, median, serve, stop_process  # noqa: E402
 from mikolicd.devpki import Pki, make_pki  # noqa: E402
 from mikolicd.protocol import PBX_FEATURE, PBX_PRODUCT  # noqa: E402
 from mikolicd.refserver.chain import TOKEN_BYTES, Chain  # noqa: E402
@@ -106,16 +106,7 @@ class Server:
         random.shuffle(seeded)
         self.trials = [s for s in seeded if s.email]
         self.issued = [s for s in seeded if not s.email]
-        port = free_port()
-        log = open(self.directory.with_suffix(".log"), "ab")
-        with log:
-            self.proc = subprocess.Popen(
-                [str(BIN / "mikolic-server"), "serve", "--dir", str(self.directory), "--listen", f"127.0.0.1:{port}",
-                 "--tls-cert", str(self.pki.cert), "--tls-key", str(self.pki.key), *NO_LIMITS],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(lambda: listening(port) or self.proc.poll() is not None, START_TIMEOUT, "the server")
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"mikolic-server exited {self.proc.returncode}")
+        self.proc, port = serve(BIN, self.directory, self.pki, self.directory.with_suffix(".log"), *NO_LIMITS)
         self.connection = Connection(port, self.pki.ca)
         return self
 
