@@ -102,7 +102,7 @@ class Agent:
         self.next_check: float | None = None
         self.outcomes: Counter[str] = Counter()
         self.latency = metrics.LatencyHistogram()  # of every server call, for /metrics
-        self._clock_noted = False
+        self.clock_view: trust.ClockView | None = None  # as the last refresh saw it
         self._ping: tuple[float, dict] | None = None
         self._ping_task: asyncio.Task | None = None
         self._status_cache: tuple[tuple, float, bytes] | None = None
@@ -147,11 +147,11 @@ class Agent:
 
     def _note_clock(self, now: Reading) -> None:
         view = trust.clock_view(self.checkpoint, now, self._floor())
-        if view.behind and not self._clock_noted:
+        if view.behind and not (self.clock_view is not None and self.clock_view.behind):
             journal.event(log, logging.WARNING, f"the system clock is {view.wall_behind_by / 3600:.1f} h behind the "
                           "last trusted time; dates are judged at the trusted time, nothing is lost; fix the clock "
                           "(NTP)", message_id=journal.CLOCK_BEHIND)
-        self._clock_noted = view.behind
+        self.clock_view = view
 
     def _announce(self, verdict: Verdict) -> None:
         new = alerts.crossed(self.loaded.license, verdict.judged_at, frozenset(self.state.announced))
@@ -170,16 +170,14 @@ class Agent:
     def _binding(self) -> views.Binding:
         return views.Binding(self.loaded.binding, self.setup.components)
 
-    def warnings(self, verdict: Verdict, now: Reading) -> list[alerts.Alert]:
-        return alerts.alerts(verdict, self.loaded.license, trust.clock_view(self.checkpoint, now, self._floor()),
-                             self._binding().degraded)
-
     def status(self) -> dict[str, Any]:
-        verdict = self.refresh()
-        now = self.clock.read()
+        """Judged once: the verdict and the clock as this refresh saw them."""
+        verdict, binding = self.refresh(), self._binding()
+        clock = self.clock_view
+        assert clock is not None, "refresh keeps the clock's view"
+        warnings = alerts.alerts(verdict, self.loaded.license, clock, binding.degraded)
         return views.status(verdict, self.state.registration_number, self.loaded.license, self.state.validation,
-                            self.next_check, trust.clock_view(self.checkpoint, now, self._floor()),
-                            self.warnings(verdict, now), self._binding(), self.installation.id)
+                            self.next_check, clock, warnings, binding, self.installation.id)
 
     def status_body(self) -> bytes:
         """The status as JSON for pollers (the web admin), built at most once a second and again at once
