@@ -176,7 +176,7 @@ class ServerConnection:
         self._begin()
 
     # ------------------------------------------------------------------------------- input
-    def receive(self, data: bytes, now: float) -> list[Event]:
+    def receive(self, data: bytes) -> list[Event]:
         if not self._refusing:
             try:
                 self._parser.feed_data(data)

@@ -244,7 +244,7 @@ class Connection(asyncio.Protocol):
             self.server.release(self)
 
     def data_received(self, data: bytes) -> None:
-        self.events.extend(self._http.receive(data, self._now()))
+        self.events.extend(self._http.receive(data))
         self._pump()
 
     def eof_received(self) -> bool:
