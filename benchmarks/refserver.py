@@ -43,14 +43,14 @@ TARGET = 1.5
 
 
 @dataclass(frozen=True)
-class Scale:
+class Sizes:
     small: int = 1_000
     large: int = 100_000
     rounds: int = 15
     calls: int = 30  # of each kind, per round and server
 
 
-QUICK = Scale(small=200, large=2_000, rounds=2, calls=5)
+QUICK = Sizes(small=200, large=2_000, rounds=2, calls=5)
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def populate(directory: Path, count: int, agent: Agent) -> list[Seeded]:
 
 
 @dataclass
-class Server:
+class SeededServer:
     """A server directory filled with licenses and its `mikolic-server serve`."""
 
     directory: Path
@@ -99,7 +99,7 @@ class Server:
     proc: subprocess.Popen | None = None
     connection: Connection | None = None
 
-    def start(self) -> Server:
+    def start(self) -> SeededServer:
         subprocess.run([str(BIN / "mikolic-server"), "init", "--dir", str(self.directory)], check=True,
                        capture_output=True, timeout=60)
         seeded = populate(self.directory, self.size, self.agent)
@@ -130,33 +130,33 @@ def timed(call: Callable[[], tuple[int, dict]]) -> float:
     return elapsed
 
 
-def new_trial(server: Server) -> float:
+def new_trial(server: SeededServer) -> float:
     return timed(lambda: Box(server.connection).call("trial", **trial_form()))
 
 
-def trial_again(server: Server) -> float:
+def trial_again(server: SeededServer) -> float:
     seeded = server.trials.pop()
     form = trial_form(seeded.email, seeded.company)
     return timed(lambda: server.box(seeded).call("trial", **form))
 
 
-def validation(server: Server) -> float:
+def validation(server: SeededServer) -> float:
     seeded = server.issued.pop()
     return timed(lambda: server.box(seeded).call("validation", registration_number=seeded.number))
 
 
-def ping(server: Server) -> float:
+def ping(server: SeededServer) -> float:
     def call() -> tuple[int, dict]:
         status, _, answer = server.connection.request("GET", "/api/v1/ping")
         return status, answer
     return timed(call)
 
 
-KINDS: dict[str, Callable[[Server], float]] = {"new trial": new_trial, "trial again from its host": trial_again,
+KINDS: dict[str, Callable[[SeededServer], float]] = {"new trial": new_trial, "trial again from its host": trial_again,
                                                "validation": validation, "ping (floor)": ping}
 
 
-def wal_pages_per_validation(server: Server, count: int) -> float:
+def wal_pages_per_validation(server: SeededServer, count: int) -> float:
     """Pages the validations append to the write-ahead log, after the log was emptied."""
     wal = server.directory / "licenses.db-wal"
     conn = sqlite3.connect(server.directory / "licenses.db")
@@ -179,7 +179,7 @@ def empty_log(conn: sqlite3.Connection) -> None:
         raise RuntimeError("the write-ahead log could not be emptied")
 
 
-def write_costs(servers: list[Server], count: int) -> list[float]:
+def write_costs(servers: list[SeededServer], count: int) -> list[float]:
     """Median time, per server, of the one write a validation makes (one seat row, committed with fsync),
     made from connections of our own while the servers are idle, alternating between them."""
     conns = [sqlite3.connect(server.directory / "licenses.db", isolation_level=None) for server in servers]
@@ -204,14 +204,14 @@ def write_costs(servers: list[Server], count: int) -> list[float]:
     return [median(out) for out in samples]
 
 
-def measure(scale: Scale) -> tuple[list[Row], list[float]]:
+def measure(scale: Sizes) -> tuple[list[Row], list[float]]:
     base = Path(tempfile.mkdtemp(prefix="mikolicd-refserver-bench-"))
-    servers: list[Server] = []
+    servers: list[SeededServer] = []
     try:
         pki = make_pki(base / "pki")
         for size in (scale.small, scale.large):
             print(f"  filling and starting a server with {size:,} licenses", file=sys.stderr)
-            servers.append(Server(base / f"server-{size}", pki, size))  # stopped below whatever happens
+            servers.append(SeededServer(base / f"server-{size}", pki, size))  # stopped below whatever happens
             servers[-1].start()
         samples: dict[tuple[str, int], list[float]] = {}
         for round_ in range(scale.rounds):
@@ -229,7 +229,7 @@ def measure(scale: Scale) -> tuple[list[Row], list[float]]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def report(scale: Scale, rows: list[Row], writes: list[float]) -> tuple[str, bool]:
+def report(scale: Sizes, rows: list[Row], writes: list[float]) -> tuple[str, bool]:
     head = (f"reference server: {scale.rounds} rounds x {scale.calls} calls of each kind, medians of round "
             f"medians, ratio = {scale.large:,} / {scale.small:,} licenses")
     table = [("figure", f"{scale.small:,} licenses", f"{scale.large:,} licenses", "ratio", "target")]
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="reference server cost at 1,000 and 100,000 licenses")
     parser.add_argument("--quick", action="store_true", help="a short run with small databases; never fails")
     args = parser.parse_args(argv)
-    scale = QUICK if args.quick else Scale()
+    scale = QUICK if args.quick else Sizes()
     start = time.monotonic()
     text, passed = report(scale, *measure(scale))
     print(text)
