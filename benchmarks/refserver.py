@@ -152,8 +152,9 @@ def ping(server: SeededServer) -> float:
     return timed(call)
 
 
-KINDS: dict[str, Callable[[SeededServer], float]] = {"new trial": new_trial, "trial again from its host": trial_again,
-                                               "validation": validation, "ping (floor)": ping}
+KINDS: dict[str, Callable[[SeededServer], float]] = {"new trial": new_trial,
+                                                     "trial again from its host": trial_again,
+                                                     "validation": validation, "ping (floor)": ping}
 
 
 def wal_pages_per_validation(server: SeededServer, count: int) -> float:
